@@ -1,0 +1,171 @@
+/*
+ * libcove: a lightweight virtual machine runtime for Linux/KVM.
+ *
+ * The model follows Apple's Virtualization.framework: compose a configuration, validate it,
+ * create a VM from it, then start it, stop it and observe its state. Nothing here keeps
+ * global mutable state: several VMs may live in one process, each driven from any thread.
+ *
+ * Every function that can fail returns a negative errno-style code (or NULL) and, where a
+ * cove_error is offered, fills it with one line naming the problem and the fix. Nothing a
+ * guest does makes libcove abort or exit the process.
+ */
+#ifndef COVE_H
+#define COVE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define COVE_ERROR_MAX 256
+
+/* One human-readable line describing why a call failed. */
+typedef struct cove_error {
+    char message[COVE_ERROR_MAX];
+} cove_error;
+
+/* ---- Limits (like maximumAllowedCPUCount / minimumAllowedMemorySize) ---- */
+
+unsigned cove_min_cpus(void);
+/* The most vCPUs KVM on this host allows (KVM_CAP_MAX_VCPUS), capped by cove's own limit. */
+unsigned cove_max_cpus(void);
+uint64_t cove_min_memory(void);
+/* The most guest memory cove will configure: physical RAM of the host, capped by cove's limit. */
+uint64_t cove_max_memory(void);
+
+/*
+ * Parses a size such as "512M", "2G", "1048576", "64K" or "1.5G" (binary units; an optional
+ * trailing "iB" or "B" is accepted). Returns 0, or -EINVAL for anything malformed ("12Q").
+ */
+int cove_parse_size(const char *text, uint64_t *bytes);
+/* Writes a size as "64 KiB", "512 MiB", "1.5 GiB" into buf. */
+void cove_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* ---- Configuration ---- */
+
+typedef struct cove_config cove_config;
+
+typedef enum cove_console_kind {
+    COVE_CONSOLE_NONE,  /* output discarded, no input */
+    COVE_CONSOLE_STDIO, /* the process's stdin/stdout */
+    COVE_CONSOLE_FDS,   /* a caller-owned pair of file descriptors */
+    COVE_CONSOLE_FILE,  /* output appended to a file; no input */
+} cove_console_kind;
+
+cove_config *cove_config_new(void);
+void cove_config_free(cove_config *config);
+
+/* Linux boot loader: a bzImage or an uncompressed ELF vmlinux, optional initrd, command line. */
+int cove_config_set_kernel(cove_config *config, const char *path);
+int cove_config_set_initrd(cove_config *config, const char *path);
+int cove_config_set_cmdline(cove_config *config, const char *cmdline);
+void cove_config_set_cpus(cove_config *config, unsigned cpus);
+void cove_config_set_memory(cove_config *config, uint64_t bytes);
+
+/* The serial console (16550A on COM1). The default is COVE_CONSOLE_NONE. */
+void cove_config_set_serial_none(cove_config *config);
+void cove_config_set_serial_stdio(cove_config *config);
+/* in_fd may be -1 for output only. The descriptors stay owned by the caller. */
+void cove_config_set_serial_fds(cove_config *config, int in_fd, int out_fd);
+int cove_config_set_serial_file(cove_config *config, const char *path);
+
+const char *cove_config_kernel(const cove_config *config);
+const char *cove_config_initrd(const cove_config *config);
+const char *cove_config_cmdline(const cove_config *config);
+unsigned cove_config_cpus(const cove_config *config);
+uint64_t cove_config_memory(const cove_config *config);
+cove_console_kind cove_config_serial_kind(const cove_config *config);
+
+/* Every problem validation found, each one line. */
+typedef struct cove_problems {
+    size_t count;
+    char **messages;
+} cove_problems;
+
+/*
+ * Checks the whole configuration and reports every problem, not just the first. Returns the
+ * number of problems (0 means valid). problems may be NULL; otherwise free it with
+ * cove_problems_free(). Reads the kernel and initrd headers, so it touches the file system.
+ */
+size_t cove_config_validate(const cove_config *config, cove_problems *problems);
+void cove_problems_free(cove_problems *problems);
+
+/* ---- Virtual machine ---- */
+
+typedef struct cove_vm cove_vm;
+
+typedef enum cove_state {
+    COVE_STATE_STOPPED,  /* created and not started, or ended (see cove_vm_exit) */
+    COVE_STATE_STARTING, /* building the machine and loading the kernel */
+    COVE_STATE_RUNNING,
+    COVE_STATE_STOPPING, /* a stop was asked for; vCPUs are being halted */
+    COVE_STATE_ERROR,    /* ended because of a guest or host failure (see cove_vm_exit) */
+    /* COVE_STATE_PAUSED and COVE_STATE_RESUMING are reserved for pause/resume. */
+} cove_state;
+
+/* Why a VM ended. */
+typedef enum cove_exit_kind {
+    COVE_EXIT_NONE,           /* still running, or never started */
+    COVE_EXIT_POWEROFF,       /* the guest powered off (ACPI S5) */
+    COVE_EXIT_REBOOT,         /* the guest asked for a reset; cove ends the VM */
+    COVE_EXIT_STOPPED,        /* the host stopped it (cove_vm_stop) */
+    COVE_EXIT_GUEST_PANIC,    /* the guest kernel reported a panic (pvpanic) */
+    COVE_EXIT_TRIPLE_FAULT,   /* the vCPU shut down (triple fault) */
+    COVE_EXIT_INTERNAL_ERROR, /* KVM could not run the guest (emulation failure, bad entry) */
+    COVE_EXIT_HOST_ERROR,     /* cove itself failed while running the VM */
+} cove_exit_kind;
+
+typedef struct cove_exit {
+    cove_exit_kind kind;
+    /* One line with the detail, e.g. "KVM internal error: suberror 1 (emulation failure) on vCPU 0". */
+    char reason[COVE_ERROR_MAX];
+} cove_exit;
+
+const char *cove_state_name(cove_state state);
+const char *cove_exit_kind_name(cove_exit_kind kind);
+
+/* Called from a libcove thread after every state change; keep it short and do not call
+ * cove_vm_free() from it. */
+typedef void (*cove_state_fn)(cove_vm *vm, cove_state state, void *opaque);
+
+/* Creates a VM from a configuration (which is copied, and validated again). */
+cove_vm *cove_vm_new(const cove_config *config, cove_error *error);
+/* Stops the VM if it is running and frees everything it holds. */
+void cove_vm_free(cove_vm *vm);
+
+void cove_vm_set_state_callback(cove_vm *vm, cove_state_fn callback, void *opaque);
+
+/* Builds the machine, loads the kernel and starts the vCPUs. Returns once the VM runs. */
+int cove_vm_start(cove_vm *vm, cove_error *error);
+/* Forces the VM to stop: vCPUs are halted and the VM ends with COVE_EXIT_STOPPED. */
+int cove_vm_stop(cove_vm *vm);
+/* Asks the guest to power off (ACPI power button); the guest may ignore it. */
+int cove_vm_request_stop(cove_vm *vm);
+
+cove_state cove_vm_state(const cove_vm *vm);
+/* A descriptor that becomes readable whenever the state changes (for poll/epoll). Reading it
+ * is not needed; cove_vm_state() tells the new state. */
+int cove_vm_state_fd(const cove_vm *vm);
+/* Waits until the VM has ended or timeout_ms passes (-1: no limit). Returns the state. */
+cove_state cove_vm_wait(cove_vm *vm, int timeout_ms);
+/* Why the VM ended; kind COVE_EXIT_NONE while it has not. */
+cove_exit cove_vm_exit(const cove_vm *vm);
+
+/*
+ * Boot timer: a guest signals "userspace is up" by writing COVE_BOOT_MAGIC to the byte port
+ * COVE_BOOT_PORT (cove's init does it first thing). Returns the CLOCK_MONOTONIC time in
+ * nanoseconds of the first such write, or 0 when the guest never sent one. Compare it with a
+ * CLOCK_MONOTONIC reading of your own, e.g. taken at process start.
+ */
+#define COVE_BOOT_PORT 0x0440
+#define COVE_BOOT_MAGIC 0x7b
+uint64_t cove_vm_boot_signal_ns(const cove_vm *vm);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

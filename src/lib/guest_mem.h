@@ -1,0 +1,33 @@
+/*
+ * Guest physical memory: one memfd mapped once into the VMM.
+ *
+ * On x86_64 RAM is split around the PCI hole: [0, low_size) below it and
+ * [4 GiB, 4 GiB + high_size) above it. The memfd holds both back to back, so the host
+ * offset of a guest address above 4 GiB is low_size + (gpa - 4 GiB).
+ */
+#ifndef COVE_GUEST_MEM_H
+#define COVE_GUEST_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct guest_mem {
+    uint8_t *host;      /* mapping of the whole memfd */
+    uint64_t size;      /* bytes of RAM in all */
+    uint64_t low_size;  /* bytes of RAM below the hole, starting at guest address 0 */
+    uint64_t high_base; /* guest address where RAM resumes above the hole */
+    int memfd;
+};
+
+/* Creates and maps memfd-backed RAM of size bytes, split at hole_start. */
+int guest_mem_create(struct guest_mem *mem, uint64_t size, uint64_t hole_start, uint64_t high_base);
+void guest_mem_destroy(struct guest_mem *mem);
+
+/*
+ * The host address of [gpa, gpa + len), or NULL when any part of it is not RAM or the range
+ * crosses the hole. Every guest-supplied address goes through here.
+ */
+void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+
+#endif
