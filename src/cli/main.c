@@ -1,1 +1,339 @@
-int main(void) { return 0; }
+/*
+ * cove: the command-line front end. It only parses arguments, talks to libcove and maps the
+ * outcome to an exit status; every behaviour lives in the library.
+ */
+#include <cove/cove.h>
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Exit statuses of cove itself. A guest that ends cleanly gives 0. */
+enum {
+    EXIT_GUEST_FAILED = 1, /* panic, triple fault, KVM internal error */
+    EXIT_USAGE = 2,        /* bad arguments or configuration */
+    EXIT_HOST_FAILED = 3,  /* cove could not run the VM (no /dev/kvm, out of memory, ...) */
+    EXIT_SIGNAL_BASE = 128,
+};
+
+struct run_options {
+    bool boot_timer;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: cove run --kernel PATH [options]\n"
+            "       cove limits\n"
+            "       cove --help | --version\n"
+            "\n"
+            "run options:\n"
+            "  --kernel PATH        bzImage or ELF vmlinux to boot\n"
+            "  --initrd PATH        initial ramdisk\n"
+            "  --cmdline STRING     kernel command line\n"
+            "  --cpus N             number of vCPUs (default 1)\n"
+            "  --memory SIZE        guest memory, e.g. 512M or 2G (default 512M)\n"
+            "  --serial KIND        serial console: stdio (default), none, or file:PATH\n"
+            "  --boot-timer         report when the guest's init signalled boot-complete\n"
+            "\n"
+            "exit status: 0 guest powered off or rebooted; 1 guest failure; 2 bad usage or\n"
+            "configuration; 3 host failure; 128+N stopped by signal N\n");
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int parse_cpus(const char *text, unsigned *cpus)
+{
+    char *end;
+    errno = 0;
+    unsigned long value = strtoul(text, &end, 10);
+    if (errno || end == text || *end || text[0] == '-' || value > UINT_MAX) {
+        fprintf(stderr, "cove: --cpus '%s': not a whole number\n", text);
+        return -1;
+    }
+    *cpus = (unsigned)value;
+    return 0;
+}
+
+static int parse_serial(cove_config *config, const char *text)
+{
+    if (strcmp(text, "stdio") == 0) {
+        cove_config_set_serial_stdio(config);
+        return 0;
+    }
+    if (strcmp(text, "none") == 0) {
+        cove_config_set_serial_none(config);
+        return 0;
+    }
+    if (strncmp(text, "file:", 5) == 0 && text[5]) {
+        if (cove_config_set_serial_file(config, text + 5) == 0)
+            return 0;
+    }
+    fprintf(stderr, "cove: --serial '%s': use stdio, none or file:PATH\n", text);
+    return -1;
+}
+
+enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_SERIAL, OPT_BOOT_TIMER };
+
+static int apply_option(cove_config *config, struct run_options *opts, int opt, const char *arg)
+{
+    uint64_t bytes;
+    unsigned cpus;
+    switch (opt) {
+    case OPT_KERNEL:
+        return cove_config_set_kernel(config, arg) == 0 ? 0 : -1;
+    case OPT_INITRD:
+        return cove_config_set_initrd(config, arg) == 0 ? 0 : -1;
+    case OPT_CMDLINE:
+        return cove_config_set_cmdline(config, arg) == 0 ? 0 : -1;
+    case OPT_CPUS:
+        if (parse_cpus(arg, &cpus) < 0)
+            return -1;
+        cove_config_set_cpus(config, cpus);
+        return 0;
+    case OPT_MEMORY:
+        if (cove_parse_size(arg, &bytes) < 0) {
+            fprintf(stderr, "cove: --memory '%s': not a size (use e.g. 512M or 2G)\n", arg);
+            return -1;
+        }
+        cove_config_set_memory(config, bytes);
+        return 0;
+    case OPT_SERIAL:
+        return parse_serial(config, arg);
+    case OPT_BOOT_TIMER:
+        opts->boot_timer = true;
+        return 0;
+    default:
+        return -1;
+    }
+}
+
+static int parse_run_args(int argc, char **argv, cove_config *config, struct run_options *opts)
+{
+    static const struct option long_options[] = {
+        {"kernel", required_argument, NULL, OPT_KERNEL},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"cpus", required_argument, NULL, OPT_CPUS},
+        {"memory", required_argument, NULL, OPT_MEMORY},
+        {"serial", required_argument, NULL, OPT_SERIAL},
+        {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    opterr = 0;
+    int opt;
+    bool ok = true;
+    while ((opt = getopt_long(argc, argv, "+h", long_options, NULL)) != -1) {
+        if (opt == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        if (opt == '?') {
+            if (optopt)
+                fprintf(stderr, "cove: option '%s' needs a value (see cove --help)\n", argv[optind - 1]);
+            else
+                fprintf(stderr, "cove: unknown option '%s' (see cove --help)\n", argv[optind - 1]);
+            ok = false;
+            continue;
+        }
+        if (apply_option(config, opts, opt, optarg) < 0)
+            ok = false;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "cove: unexpected argument '%s' (see cove --help)\n", argv[optind]);
+        ok = false;
+    }
+    return ok ? 0 : -1;
+}
+
+static int report_problems(const cove_config *config)
+{
+    cove_problems problems;
+    size_t count = cove_config_validate(config, &problems);
+    for (size_t i = 0; i < problems.count; i++)
+        fprintf(stderr, "cove: %s\n", problems.messages[i]);
+    cove_problems_free(&problems);
+    return count ? -1 : 0;
+}
+
+/* The terminal as we found it, restored on every way out. */
+struct terminal {
+    bool saved;
+    struct termios original;
+};
+
+static void terminal_raw(struct terminal *term)
+{
+    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &term->original) < 0)
+        return;
+    struct termios raw = term->original;
+    cfmakeraw(&raw);
+    /* Keep ISIG so Ctrl-C still stops the VM, as the user expects of a foreground command. */
+    raw.c_lflag |= ISIG;
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
+        term->saved = true;
+}
+
+static void terminal_restore(struct terminal *term)
+{
+    if (term->saved)
+        tcsetattr(STDIN_FILENO, TCSANOW, &term->original);
+    term->saved = false;
+}
+
+/* Waits for the VM to end, turning SIGINT/SIGTERM/SIGHUP into a forced stop. Returns the
+ * signal that stopped it, or 0. */
+static int wait_for_vm(cove_vm *vm, int signal_fd)
+{
+    int stopped_by = 0;
+    struct pollfd fds[2] = {
+        {.fd = signal_fd, .events = POLLIN},
+        {.fd = cove_vm_state_fd(vm), .events = POLLIN},
+    };
+    while (cove_vm_exit(vm).kind == COVE_EXIT_NONE) {
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents & POLLIN) {
+            struct signalfd_siginfo info;
+            if (read(signal_fd, &info, sizeof(info)) == sizeof(info) && !stopped_by) {
+                stopped_by = (int)info.ssi_signo;
+                cove_vm_stop(vm);
+            }
+        }
+        if (fds[1].revents & POLLIN) {
+            uint64_t count;
+            if (read(fds[1].fd, &count, sizeof(count)) < 0) {
+                /* nothing to drain */
+            }
+        }
+    }
+    cove_vm_wait(vm, -1);
+    return stopped_by;
+}
+
+static int exit_status(const cove_exit *exit_info, int stopped_by)
+{
+    switch (exit_info->kind) {
+    case COVE_EXIT_POWEROFF:
+    case COVE_EXIT_REBOOT:
+        return 0;
+    case COVE_EXIT_STOPPED:
+        return stopped_by ? EXIT_SIGNAL_BASE + stopped_by : 0;
+    case COVE_EXIT_HOST_ERROR:
+        fprintf(stderr, "cove: %s\n", exit_info->reason);
+        return EXIT_HOST_FAILED;
+    default:
+        fprintf(stderr, "cove: %s\n", exit_info->reason);
+        return EXIT_GUEST_FAILED;
+    }
+}
+
+static int run_vm(const cove_config *config, const struct run_options *opts, uint64_t started_ns)
+{
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGHUP);
+    /* Blocked before libcove starts threads, so only the signalfd ever sees them. */
+    sigprocmask(SIG_BLOCK, &stop_signals, NULL);
+    int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    if (signal_fd < 0) {
+        fprintf(stderr, "cove: signalfd: %s\n", strerror(errno));
+        return EXIT_HOST_FAILED;
+    }
+    cove_error error;
+    cove_vm *vm = cove_vm_new(config, &error);
+    if (!vm) {
+        fprintf(stderr, "cove: %s\n", error.message);
+        close(signal_fd);
+        return EXIT_HOST_FAILED;
+    }
+    struct terminal term = {0};
+    if (cove_config_serial_kind(config) == COVE_CONSOLE_STDIO)
+        terminal_raw(&term);
+    int status;
+    if (cove_vm_start(vm, &error) < 0) {
+        terminal_restore(&term);
+        fprintf(stderr, "cove: %s\n", error.message);
+        status = EXIT_HOST_FAILED;
+    } else {
+        int stopped_by = wait_for_vm(vm, signal_fd);
+        terminal_restore(&term);
+        cove_exit exit_info = cove_vm_exit(vm);
+        status = exit_status(&exit_info, stopped_by);
+        uint64_t boot_ns = cove_vm_boot_signal_ns(vm);
+        if (opts->boot_timer && boot_ns)
+            fprintf(stderr, "cove: boot-timer: %llu us\n",
+                    (unsigned long long)((boot_ns - started_ns) / 1000));
+    }
+    cove_vm_free(vm);
+    close(signal_fd);
+    return status;
+}
+
+static int cmd_run(int argc, char **argv, uint64_t started_ns)
+{
+    cove_config *config = cove_config_new();
+    if (!config) {
+        fprintf(stderr, "cove: out of memory\n");
+        return EXIT_HOST_FAILED;
+    }
+    cove_config_set_serial_stdio(config);
+    struct run_options opts = {0};
+    int status;
+    if (parse_run_args(argc, argv, config, &opts) < 0 || report_problems(config) < 0)
+        status = EXIT_USAGE;
+    else
+        status = run_vm(config, &opts, started_ns);
+    cove_config_free(config);
+    return status;
+}
+
+static int cmd_limits(void)
+{
+    char min_mem[32], max_mem[32];
+    cove_format_size(cove_min_memory(), min_mem, sizeof(min_mem));
+    cove_format_size(cove_max_memory(), max_mem, sizeof(max_mem));
+    printf("cpus: %u to %u\nmemory: %s to %s\n", cove_min_cpus(), cove_max_cpus(), min_mem, max_mem);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t started_ns = monotonic_ns();
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *command = argv[1];
+    if (strcmp(command, "--help") == 0 || strcmp(command, "-h") == 0 || strcmp(command, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(command, "--version") == 0) {
+        printf("cove %s\n", COVE_VERSION);
+        return 0;
+    }
+    if (strcmp(command, "run") == 0)
+        return cmd_run(argc - 1, argv + 1, started_ns);
+    if (strcmp(command, "limits") == 0)
+        return cmd_limits();
+    fprintf(stderr, "cove: unknown command '%s' (see cove --help)\n", command);
+    return EXIT_USAGE;
+}

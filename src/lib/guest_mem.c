@@ -1,1 +1,62 @@
-/* placeholder */
+#include "guest_mem.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+int guest_mem_create(struct guest_mem *mem, uint64_t size, uint64_t hole_start, uint64_t high_base)
+{
+    *mem = (struct guest_mem){.memfd = -1};
+    if (size == 0 || hole_start > high_base)
+        return -EINVAL;
+    /* A memfd rather than anonymous memory, so the RAM can later be shared with a device
+     * backend process or written out as a snapshot. */
+    int fd = memfd_create("cove-guest-ram", MFD_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (ftruncate(fd, (off_t)size) < 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    void *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+    if (host == MAP_FAILED) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    mem->host = host;
+    mem->size = size;
+    mem->low_size = size < hole_start ? size : hole_start;
+    mem->high_base = high_base;
+    mem->memfd = fd;
+    return 0;
+}
+
+void guest_mem_destroy(struct guest_mem *mem)
+{
+    if (mem->host)
+        munmap(mem->host, mem->size);
+    if (mem->memfd >= 0)
+        close(mem->memfd);
+    *mem = (struct guest_mem){.memfd = -1};
+}
+
+void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+    if (!mem->host)
+        return NULL;
+    /* Written so that no sum can overflow: gpa and len come from the guest. */
+    if (gpa < mem->low_size) {
+        if (len > mem->low_size - gpa)
+            return NULL;
+        return mem->host + gpa;
+    }
+    uint64_t high_size = mem->size - mem->low_size;
+    if (gpa < mem->high_base || gpa - mem->high_base >= high_size)
+        return NULL;
+    uint64_t off = gpa - mem->high_base;
+    if (len > high_size - off)
+        return NULL;
+    return mem->host + mem->low_size + off;
+}

@@ -1,1 +1,848 @@
-/* placeholder */
+/*
+ * VM lifecycle: builds the machine from a configuration, runs one thread per vCPU and one
+ * I/O thread, and turns whatever ends the guest (power off, reset, panic, a KVM failure, a
+ * host stop) into one recorded exit and a final state.
+ */
+#include <cove/cove.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arch/x86_64/acpi.h"
+#include "arch/x86_64/boot.h"
+#include "arch/x86_64/cpu.h"
+#include "arch/x86_64/layout.h"
+#include "bus/io_bus.h"
+#include "config_internal.h"
+#include "devices/acpi_pm.h"
+#include "devices/boot_timer.h"
+#include "devices/i8042.h"
+#include "devices/machine_events.h"
+#include "devices/pvpanic.h"
+#include "devices/rtc.h"
+#include "devices/uart.h"
+#include "guest_mem.h"
+#include "hv/kvm.h"
+
+/* The signal that pulls a vCPU thread out of KVM_RUN. A real-time signal nobody else is
+ * likely to use; its handler does nothing, the interruption is the point. */
+#define VCPU_KICK_SIGNAL (SIGRTMIN + 4)
+
+struct vcpu_slot {
+    struct cove_vm *vm;
+    struct kvm_vcpu vcpu;
+    pthread_t thread;
+    bool thread_started;
+};
+
+struct devices {
+    struct uart *uart;
+    struct i8042 *i8042;
+    struct rtc *rtc;
+    struct acpi_pm *acpi_pm;
+    struct pvpanic *pvpanic;
+    struct boot_timer *boot_timer;
+};
+
+struct serial_io {
+    int in_fd;        /* -1: no input */
+    int out_fd;       /* -1: output discarded */
+    int owned_out_fd; /* the console file cove opened, closed at free */
+    bool in_pollable; /* false for regular files, which epoll refuses */
+    bool in_eof;
+};
+
+struct cove_vm {
+    cove_config *config;
+
+    pthread_mutex_t lock; /* guards state, exit, callback, vcpus_running, ended */
+    pthread_cond_t changed;
+    cove_state state;
+    cove_exit exit;
+    bool started;
+    bool ended;
+    cove_state_fn callback;
+    void *callback_opaque;
+    int state_fd;
+
+    atomic_bool stopping;
+    atomic_uint_fast64_t boot_signal_ns;
+
+    struct guest_mem mem;
+    struct kvm_vm kvm;
+    struct io_bus pio;
+    struct io_bus mmio;
+    struct machine_sink sink;
+    struct devices dev;
+    struct serial_io serial;
+
+    struct vcpu_slot *vcpus;
+    unsigned vcpu_count;
+    unsigned vcpus_running;
+
+    int epoll_fd;
+    int io_wake_fd; /* wakes the I/O thread: input space freed, or time to quit */
+    atomic_bool io_quit;
+    pthread_t io_thread;
+    bool io_thread_started;
+};
+
+/* ---- state ---- */
+
+const char *cove_state_name(cove_state state)
+{
+    switch (state) {
+    case COVE_STATE_STOPPED: return "stopped";
+    case COVE_STATE_STARTING: return "starting";
+    case COVE_STATE_RUNNING: return "running";
+    case COVE_STATE_STOPPING: return "stopping";
+    case COVE_STATE_ERROR: return "error";
+    }
+    return "unknown";
+}
+
+const char *cove_exit_kind_name(cove_exit_kind kind)
+{
+    switch (kind) {
+    case COVE_EXIT_NONE: return "none";
+    case COVE_EXIT_POWEROFF: return "poweroff";
+    case COVE_EXIT_REBOOT: return "reboot";
+    case COVE_EXIT_STOPPED: return "stopped";
+    case COVE_EXIT_GUEST_PANIC: return "guest-panic";
+    case COVE_EXIT_TRIPLE_FAULT: return "triple-fault";
+    case COVE_EXIT_INTERNAL_ERROR: return "internal-error";
+    case COVE_EXIT_HOST_ERROR: return "host-error";
+    }
+    return "unknown";
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Call with vm->lock held; returns whether the callback must run (after unlocking). */
+static bool set_state_locked(cove_vm *vm, cove_state state)
+{
+    if (vm->state == state)
+        return false;
+    vm->state = state;
+    uint64_t one = 1;
+    if (write(vm->state_fd, &one, sizeof(one)) < 0) {
+        /* The counter cannot overflow in practice; a failed wake-up only delays pollers. */
+    }
+    pthread_cond_broadcast(&vm->changed);
+    return vm->callback != NULL;
+}
+
+static void set_state(cove_vm *vm, cove_state state)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool notify = set_state_locked(vm, state);
+    cove_state_fn callback = vm->callback;
+    void *opaque = vm->callback_opaque;
+    pthread_mutex_unlock(&vm->lock);
+    if (notify)
+        callback(vm, state, opaque);
+}
+
+static void kick_vcpus(cove_vm *vm)
+{
+    for (unsigned i = 0; i < vm->vcpu_count; i++) {
+        struct vcpu_slot *slot = &vm->vcpus[i];
+        if (!slot->thread_started)
+            continue;
+        /* immediate_exit covers a kick that lands just before the thread enters KVM_RUN. */
+        slot->vcpu.run->immediate_exit = 1;
+        pthread_kill(slot->thread, VCPU_KICK_SIGNAL);
+    }
+}
+
+/*
+ * Ends the VM for the given reason. The first reason wins: a reset that follows a panic is
+ * still a panic. Safe from any thread, any number of times.
+ */
+static void vm_finish(cove_vm *vm, cove_exit_kind kind, const char *reason)
+{
+    pthread_mutex_lock(&vm->lock);
+    if (vm->exit.kind == COVE_EXIT_NONE) {
+        vm->exit.kind = kind;
+        snprintf(vm->exit.reason, sizeof(vm->exit.reason), "%s", reason);
+    }
+    bool notify = false;
+    if (vm->state == COVE_STATE_RUNNING)
+        notify = set_state_locked(vm, COVE_STATE_STOPPING);
+    cove_state_fn callback = vm->callback;
+    void *opaque = vm->callback_opaque;
+    pthread_mutex_unlock(&vm->lock);
+    atomic_store(&vm->stopping, true);
+    kick_vcpus(vm);
+    if (notify)
+        callback(vm, COVE_STATE_STOPPING, opaque);
+}
+
+static bool exit_is_clean(cove_exit_kind kind)
+{
+    return kind == COVE_EXIT_POWEROFF || kind == COVE_EXIT_REBOOT || kind == COVE_EXIT_STOPPED;
+}
+
+/* The last vCPU thread out settles the final state and lets the I/O thread go. */
+static void vcpu_thread_done(cove_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool last = --vm->vcpus_running == 0;
+    bool notify = false;
+    cove_state final = COVE_STATE_STOPPED;
+    if (last) {
+        if (vm->exit.kind == COVE_EXIT_NONE) {
+            vm->exit.kind = COVE_EXIT_HOST_ERROR;
+            snprintf(vm->exit.reason, sizeof(vm->exit.reason), "all vCPUs stopped");
+        }
+        final = exit_is_clean(vm->exit.kind) ? COVE_STATE_STOPPED : COVE_STATE_ERROR;
+        vm->ended = true;
+        notify = set_state_locked(vm, final);
+    }
+    cove_state_fn callback = vm->callback;
+    void *opaque = vm->callback_opaque;
+    pthread_mutex_unlock(&vm->lock);
+    if (!last)
+        return;
+    atomic_store(&vm->io_quit, true);
+    uint64_t one = 1;
+    if (write(vm->io_wake_fd, &one, sizeof(one)) < 0) {
+        /* cannot fail for an eventfd short of overflow */
+    }
+    if (notify)
+        callback(vm, final, opaque);
+}
+
+/* ---- devices to VMM ---- */
+
+static void sink_set_irq(void *ctx, unsigned gsi, int level)
+{
+    cove_vm *vm = ctx;
+    kvm_set_irq_line(&vm->kvm, gsi, level);
+}
+
+static void sink_event(void *ctx, enum machine_event event)
+{
+    cove_vm *vm = ctx;
+    switch (event) {
+    case MACHINE_EVENT_POWEROFF:
+        vm_finish(vm, COVE_EXIT_POWEROFF, "guest powered off");
+        break;
+    case MACHINE_EVENT_RESET:
+        vm_finish(vm, COVE_EXIT_REBOOT, "guest rebooted");
+        break;
+    case MACHINE_EVENT_PANIC:
+        /* The guest is dead: with panic=0 it would spin forever, so end it now. */
+        vm_finish(vm, COVE_EXIT_GUEST_PANIC, "guest kernel panicked");
+        break;
+    case MACHINE_EVENT_BOOT_DONE: {
+        uint_fast64_t none = 0;
+        atomic_compare_exchange_strong(&vm->boot_signal_ns, &none, monotonic_ns());
+        break;
+    }
+    }
+}
+
+/* ---- vCPU threads ---- */
+
+static void handle_io(cove_vm *vm, struct kvm_run *run, size_t run_size)
+{
+    uint64_t bytes = (uint64_t)run->io.size * run->io.count;
+    if (run->io.data_offset > run_size || bytes > run_size - run->io.data_offset)
+        return;
+    uint8_t *data = (uint8_t *)run + run->io.data_offset;
+    for (uint32_t i = 0; i < run->io.count; i++, data += run->io.size) {
+        if (run->io.direction == KVM_EXIT_IO_OUT)
+            io_bus_write(&vm->pio, run->io.port, data, run->io.size);
+        else
+            io_bus_read(&vm->pio, run->io.port, data, run->io.size);
+    }
+}
+
+static void handle_mmio(cove_vm *vm, struct kvm_run *run)
+{
+    unsigned len = run->mmio.len <= 8 ? run->mmio.len : 8;
+    if (run->mmio.is_write)
+        io_bus_write(&vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+    else
+        io_bus_read(&vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+}
+
+static const char *internal_error_name(uint32_t suberror)
+{
+    switch (suberror) {
+    case KVM_INTERNAL_ERROR_EMULATION: return "emulation failure";
+    case KVM_INTERNAL_ERROR_SIMUL_EX: return "simultaneous exceptions";
+    case KVM_INTERNAL_ERROR_DELIVERY_EV: return "exception during event delivery";
+    default: return "unexpected exit";
+    }
+}
+
+/* Handles one KVM_RUN exit; returns false when this vCPU must stop. */
+static bool handle_exit(cove_vm *vm, struct kvm_vcpu *vcpu)
+{
+    struct kvm_run *run = vcpu->run;
+    char reason[COVE_ERROR_MAX];
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        handle_io(vm, run, vcpu->run_size);
+        return true;
+    case KVM_EXIT_MMIO:
+        handle_mmio(vm, run);
+        return true;
+    case KVM_EXIT_INTR:
+    case KVM_EXIT_HLT:
+        return true;
+    case KVM_EXIT_SHUTDOWN:
+        snprintf(reason, sizeof(reason), "guest triple fault on vCPU %u", vcpu->index);
+        vm_finish(vm, COVE_EXIT_TRIPLE_FAULT, reason);
+        return false;
+    case KVM_EXIT_INTERNAL_ERROR:
+        snprintf(reason, sizeof(reason), "KVM internal error: suberror %u (%s) on vCPU %u",
+                 run->internal.suberror, internal_error_name(run->internal.suberror), vcpu->index);
+        vm_finish(vm, COVE_EXIT_INTERNAL_ERROR, reason);
+        return false;
+    case KVM_EXIT_FAIL_ENTRY:
+        snprintf(reason, sizeof(reason), "KVM could not enter the guest: reason 0x%llx on vCPU %u",
+                 (unsigned long long)run->fail_entry.hardware_entry_failure_reason, vcpu->index);
+        vm_finish(vm, COVE_EXIT_INTERNAL_ERROR, reason);
+        return false;
+    case KVM_EXIT_SYSTEM_EVENT:
+        if (run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+            sink_event(vm, MACHINE_EVENT_RESET);
+        else if (run->system_event.type == KVM_SYSTEM_EVENT_CRASH)
+            sink_event(vm, MACHINE_EVENT_PANIC);
+        else
+            sink_event(vm, MACHINE_EVENT_POWEROFF);
+        return false;
+    default:
+        snprintf(reason, sizeof(reason), "unexpected KVM exit %u on vCPU %u", run->exit_reason,
+                 vcpu->index);
+        vm_finish(vm, COVE_EXIT_INTERNAL_ERROR, reason);
+        return false;
+    }
+}
+
+static void *vcpu_thread(void *arg)
+{
+    struct vcpu_slot *slot = arg;
+    cove_vm *vm = slot->vm;
+    sigset_t kick;
+    sigemptyset(&kick);
+    sigaddset(&kick, VCPU_KICK_SIGNAL);
+    pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+
+    while (!atomic_load(&vm->stopping)) {
+        if (ioctl(slot->vcpu.fd, KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN) {
+                slot->vcpu.run->immediate_exit = 0;
+                continue;
+            }
+            char reason[COVE_ERROR_MAX];
+            snprintf(reason, sizeof(reason), "KVM_RUN failed on vCPU %u: %s", slot->vcpu.index,
+                     strerror(errno));
+            vm_finish(vm, COVE_EXIT_HOST_ERROR, reason);
+            break;
+        }
+        if (!handle_exit(vm, &slot->vcpu))
+            break;
+    }
+    vcpu_thread_done(vm);
+    return NULL;
+}
+
+static void ignore_signal(int sig) { (void)sig; }
+
+/* The only process-wide effect of libcove: a do-nothing handler for the kick signal, installed
+ * once and only if the application has not claimed the signal itself. */
+static void install_kick_handler_once(void)
+{
+    struct sigaction old;
+    if (sigaction(VCPU_KICK_SIGNAL, NULL, &old) == 0 && old.sa_handler != SIG_DFL)
+        return;
+    struct sigaction sa = {.sa_handler = ignore_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
+}
+
+static pthread_once_t kick_handler_once = PTHREAD_ONCE_INIT;
+
+/* ---- the I/O thread: console input now, virtio queues later ---- */
+
+static void io_wake(void *opaque)
+{
+    cove_vm *vm = opaque;
+    uint64_t one = 1;
+    if (write(vm->io_wake_fd, &one, sizeof(one)) < 0) {
+        /* cannot fail for an eventfd short of overflow */
+    }
+}
+
+static bool serial_wants_input(cove_vm *vm)
+{
+    return vm->serial.in_fd >= 0 && !vm->serial.in_eof && uart_rx_space(vm->dev.uart) > 0;
+}
+
+static void serial_read_input(cove_vm *vm)
+{
+    uint8_t buf[1024];
+    size_t space = uart_rx_space(vm->dev.uart);
+    if (space > sizeof(buf))
+        space = sizeof(buf);
+    if (space == 0)
+        return;
+    ssize_t n = read(vm->serial.in_fd, buf, space);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return;
+    if (n <= 0) {
+        vm->serial.in_eof = true;
+        return;
+    }
+    uart_receive(vm->dev.uart, buf, (size_t)n);
+}
+
+/* Keeps the input descriptor in the epoll set exactly while the UART can take bytes, so a
+ * guest that never reads its console cannot make us buffer without bound. */
+static void serial_update_interest(cove_vm *vm, bool *registered)
+{
+    bool want = vm->serial.in_pollable && serial_wants_input(vm);
+    if (want == *registered)
+        return;
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
+    epoll_ctl(vm->epoll_fd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, vm->serial.in_fd, &ev);
+    *registered = want;
+}
+
+static void *io_thread(void *arg)
+{
+    cove_vm *vm = arg;
+    bool registered = false;
+    while (!atomic_load(&vm->io_quit)) {
+        serial_update_interest(vm, &registered);
+        bool file_input = !vm->serial.in_pollable && serial_wants_input(vm);
+        struct epoll_event events[4];
+        int n = epoll_wait(vm->epoll_fd, events, 4, file_input ? 0 : -1);
+        for (int i = 0; i < n; i++) {
+            if (events[i].data.u32 == 0) {
+                uint64_t count;
+                if (read(vm->io_wake_fd, &count, sizeof(count)) < 0) {
+                    /* spurious wake-up: nothing to drain */
+                }
+            } else if (serial_wants_input(vm)) {
+                serial_read_input(vm);
+            }
+        }
+        if (file_input)
+            serial_read_input(vm);
+    }
+    return NULL;
+}
+
+static int open_serial(cove_vm *vm, cove_error *error)
+{
+    struct serial_io *s = &vm->serial;
+    *s = (struct serial_io){.in_fd = -1, .out_fd = -1, .owned_out_fd = -1};
+    switch (vm->config->serial_kind) {
+    case COVE_CONSOLE_NONE:
+        break;
+    case COVE_CONSOLE_STDIO:
+        s->in_fd = STDIN_FILENO;
+        s->out_fd = STDOUT_FILENO;
+        break;
+    case COVE_CONSOLE_FDS:
+        s->in_fd = vm->config->serial_in_fd;
+        s->out_fd = vm->config->serial_out_fd;
+        break;
+    case COVE_CONSOLE_FILE:
+        s->owned_out_fd = open(vm->config->serial_path,
+                               O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (s->owned_out_fd < 0) {
+            snprintf(error->message, sizeof(error->message), "serial file '%s': %s",
+                     vm->config->serial_path, strerror(errno));
+            return -errno;
+        }
+        s->out_fd = s->owned_out_fd;
+        break;
+    }
+    if (s->in_fd >= 0) {
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
+        /* Probe pollability once; the I/O thread re-adds it when it wants input. */
+        s->in_pollable = epoll_ctl(vm->epoll_fd, EPOLL_CTL_ADD, s->in_fd, &ev) == 0;
+        if (s->in_pollable)
+            epoll_ctl(vm->epoll_fd, EPOLL_CTL_DEL, s->in_fd, &ev);
+    }
+    return 0;
+}
+
+/* ---- building the machine ---- */
+
+static int fail(cove_error *error, int err, const char *fmt, const char *detail)
+{
+    if (error)
+        snprintf(error->message, sizeof(error->message), fmt, detail);
+    return err;
+}
+
+static int create_devices(cove_vm *vm, cove_error *error)
+{
+    struct devices *d = &vm->dev;
+    d->uart = uart_new(&vm->sink, X86_COM1_IRQ, vm->serial.out_fd);
+    d->i8042 = i8042_new(&vm->sink);
+    d->rtc = rtc_new();
+    d->acpi_pm = acpi_pm_new(&vm->sink);
+    d->pvpanic = pvpanic_new(&vm->sink);
+    d->boot_timer = boot_timer_new(&vm->sink);
+    if (!d->uart || !d->i8042 || !d->rtc || !d->acpi_pm || !d->pvpanic || !d->boot_timer)
+        return fail(error, -ENOMEM, "%s", "out of memory creating devices");
+    uart_set_rx_space_cb(d->uart, io_wake, vm);
+    int r = uart_register(d->uart, &vm->pio);
+    if (r == 0)
+        r = i8042_register(d->i8042, &vm->pio);
+    if (r == 0)
+        r = rtc_register(d->rtc, &vm->pio);
+    if (r == 0)
+        r = acpi_pm_register(d->acpi_pm, &vm->pio);
+    if (r == 0)
+        r = pvpanic_register(d->pvpanic, &vm->pio);
+    if (r == 0)
+        r = boot_timer_register(d->boot_timer, &vm->pio);
+    if (r < 0)
+        return fail(error, r, "registering devices: %s", strerror(-r));
+    return 0;
+}
+
+static void free_devices(struct devices *d)
+{
+    if (d->uart)
+        uart_free(d->uart);
+    if (d->i8042)
+        i8042_free(d->i8042);
+    if (d->rtc)
+        rtc_free(d->rtc);
+    if (d->acpi_pm)
+        acpi_pm_free(d->acpi_pm);
+    if (d->pvpanic)
+        pvpanic_free(d->pvpanic);
+    if (d->boot_timer)
+        boot_timer_free(d->boot_timer);
+    *d = (struct devices){0};
+}
+
+static int setup_memory(cove_vm *vm, cove_error *error)
+{
+    int r = guest_mem_create(&vm->mem, vm->config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
+    if (r < 0)
+        return fail(error, r, "allocating guest memory: %s", strerror(-r));
+    r = kvm_set_memory(&vm->kvm, 0, 0, vm->mem.low_size, vm->mem.host);
+    if (r == 0 && vm->mem.size > vm->mem.low_size)
+        r = kvm_set_memory(&vm->kvm, 1, vm->mem.high_base, vm->mem.size - vm->mem.low_size,
+                           vm->mem.host + vm->mem.low_size);
+    if (r < 0)
+        return fail(error, r, "KVM_SET_USER_MEMORY_REGION: %s", strerror(-r));
+    return 0;
+}
+
+static int load_guest(cove_vm *vm, struct boot_entry *entry, cove_error *error)
+{
+    struct boot_spec spec = {
+        .kernel_path = vm->config->kernel_path,
+        .initrd_path = vm->config->initrd_path,
+        .cmdline = vm->config->cmdline,
+    };
+    int r = x86_load_linux(&vm->mem, &spec, entry, error->message, sizeof(error->message));
+    if (r < 0)
+        return r;
+    if (x86_write_boot_tables(&vm->mem) < 0)
+        return fail(error, -EFAULT, "%s", "guest memory too small for boot tables");
+    int64_t rsdp = acpi_build_tables(&vm->mem, vm->config->cpus);
+    if (rsdp < 0)
+        return fail(error, (int)rsdp, "building ACPI tables: %s", strerror((int)-rsdp));
+    x86_set_acpi_rsdp(&vm->mem, (uint64_t)rsdp);
+    return 0;
+}
+
+static int create_vcpus(cove_vm *vm, const struct boot_entry *entry, cove_error *error)
+{
+    vm->vcpus = calloc(vm->config->cpus, sizeof(*vm->vcpus));
+    if (!vm->vcpus)
+        return fail(error, -ENOMEM, "%s", "out of memory");
+    for (unsigned i = 0; i < vm->config->cpus; i++) {
+        struct vcpu_slot *slot = &vm->vcpus[i];
+        slot->vm = vm;
+        int r = kvm_vcpu_create(&vm->kvm, i, &slot->vcpu);
+        if (r < 0)
+            return fail(error, r, "KVM_CREATE_VCPU: %s", strerror(-r));
+        vm->vcpu_count = i + 1;
+        r = x86_vcpu_setup(&vm->kvm, &slot->vcpu, vm->config->cpus, entry, error->message,
+                           sizeof(error->message));
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int start_threads(cove_vm *vm, cove_error *error)
+{
+    pthread_once(&kick_handler_once, install_kick_handler_once);
+    /* Threads start with the kick signal blocked; each vCPU thread unblocks it for itself. */
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, VCPU_KICK_SIGNAL);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    int r = pthread_create(&vm->io_thread, NULL, io_thread, vm);
+    vm->io_thread_started = r == 0;
+    pthread_mutex_lock(&vm->lock);
+    for (unsigned i = 0; r == 0 && i < vm->vcpu_count; i++) {
+        r = pthread_create(&vm->vcpus[i].thread, NULL, vcpu_thread, &vm->vcpus[i]);
+        if (r == 0) {
+            vm->vcpus[i].thread_started = true;
+            vm->vcpus_running++;
+        }
+    }
+    pthread_mutex_unlock(&vm->lock);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (r != 0)
+        return fail(error, -r, "starting threads: %s", strerror(r));
+    return 0;
+}
+
+static int build_machine(cove_vm *vm, cove_error *error)
+{
+    int r = kvm_vm_open(&vm->kvm, error->message, sizeof(error->message));
+    if (r == 0)
+        r = x86_vm_setup(&vm->kvm, error->message, sizeof(error->message));
+    if (r == 0)
+        r = setup_memory(vm, error);
+    if (r == 0)
+        r = open_serial(vm, error);
+    if (r == 0)
+        r = create_devices(vm, error);
+    struct boot_entry entry;
+    if (r == 0)
+        r = load_guest(vm, &entry, error);
+    if (r == 0)
+        r = create_vcpus(vm, &entry, error);
+    return r;
+}
+
+/* ---- public API ---- */
+
+cove_vm *cove_vm_new(const cove_config *config, cove_error *error)
+{
+    cove_error scratch;
+    if (!error)
+        error = &scratch;
+    error->message[0] = '\0';
+    cove_problems problems = {0};
+    if (cove_config_validate(config, &problems) > 0) {
+        snprintf(error->message, sizeof(error->message), "%s", problems.messages[0]);
+        cove_problems_free(&problems);
+        return NULL;
+    }
+    cove_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm || !(vm->config = cove_config_copy(config))) {
+        free(vm);
+        snprintf(error->message, sizeof(error->message), "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&vm->lock, NULL);
+    pthread_cond_init(&vm->changed, NULL);
+    vm->state = COVE_STATE_STOPPED;
+    vm->kvm = (struct kvm_vm){.kvm_fd = -1, .vm_fd = -1};
+    vm->mem.memfd = -1;
+    vm->serial = (struct serial_io){.in_fd = -1, .out_fd = -1, .owned_out_fd = -1};
+    vm->sink = (struct machine_sink){.set_irq = sink_set_irq, .event = sink_event, .ctx = vm};
+    io_bus_init(&vm->pio);
+    io_bus_init(&vm->mmio);
+    vm->state_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    vm->io_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    vm->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+    if (vm->state_fd < 0 || vm->io_wake_fd < 0 || vm->epoll_fd < 0 ||
+        epoll_ctl(vm->epoll_fd, EPOLL_CTL_ADD, vm->io_wake_fd, &ev) < 0) {
+        snprintf(error->message, sizeof(error->message), "creating event descriptors: %s",
+                 strerror(errno));
+        cove_vm_free(vm);
+        return NULL;
+    }
+    return vm;
+}
+
+void cove_vm_set_state_callback(cove_vm *vm, cove_state_fn callback, void *opaque)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->callback = callback;
+    vm->callback_opaque = opaque;
+    pthread_mutex_unlock(&vm->lock);
+}
+
+int cove_vm_start(cove_vm *vm, cove_error *error)
+{
+    cove_error scratch;
+    if (!error)
+        error = &scratch;
+    error->message[0] = '\0';
+    pthread_mutex_lock(&vm->lock);
+    bool already = vm->started;
+    vm->started = true;
+    pthread_mutex_unlock(&vm->lock);
+    if (already) {
+        snprintf(error->message, sizeof(error->message), "VM already started (create a new one)");
+        return -EBUSY;
+    }
+    set_state(vm, COVE_STATE_STARTING);
+    int r = build_machine(vm, error);
+    if (r == 0) {
+        set_state(vm, COVE_STATE_RUNNING);
+        r = start_threads(vm, error);
+    }
+    if (r < 0) {
+        pthread_mutex_lock(&vm->lock);
+        vm->exit.kind = COVE_EXIT_HOST_ERROR;
+        snprintf(vm->exit.reason, sizeof(vm->exit.reason), "%s", error->message);
+        bool threads = vm->vcpus_running > 0;
+        pthread_mutex_unlock(&vm->lock);
+        if (threads) {
+            vm_finish(vm, COVE_EXIT_HOST_ERROR, error->message);
+        } else {
+            pthread_mutex_lock(&vm->lock);
+            vm->ended = true;
+            pthread_mutex_unlock(&vm->lock);
+            set_state(vm, COVE_STATE_ERROR);
+        }
+    }
+    return r;
+}
+
+int cove_vm_stop(cove_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool running = vm->started && !vm->ended;
+    pthread_mutex_unlock(&vm->lock);
+    if (!running)
+        return -EINVAL;
+    vm_finish(vm, COVE_EXIT_STOPPED, "stopped by the host");
+    return 0;
+}
+
+int cove_vm_request_stop(cove_vm *vm)
+{
+    (void)vm;
+    /* Needs the ACPI power button (a GED device in the DSDT); not there yet. */
+    return -ENOTSUP;
+}
+
+cove_state cove_vm_state(const cove_vm *vm)
+{
+    cove_vm *mutable_vm = (cove_vm *)vm;
+    pthread_mutex_lock(&mutable_vm->lock);
+    cove_state state = vm->state;
+    pthread_mutex_unlock(&mutable_vm->lock);
+    return state;
+}
+
+int cove_vm_state_fd(const cove_vm *vm)
+{
+    return vm->state_fd;
+}
+
+cove_state cove_vm_wait(cove_vm *vm, int timeout_ms)
+{
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    if (timeout_ms > 0) {
+        deadline.tv_sec += timeout_ms / 1000;
+        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+    }
+    pthread_mutex_lock(&vm->lock);
+    while (vm->started && !vm->ended && timeout_ms != 0) {
+        if (timeout_ms < 0)
+            pthread_cond_wait(&vm->changed, &vm->lock);
+        else if (pthread_cond_timedwait(&vm->changed, &vm->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    cove_state state = vm->state;
+    pthread_mutex_unlock(&vm->lock);
+    return state;
+}
+
+cove_exit cove_vm_exit(const cove_vm *vm)
+{
+    cove_vm *mutable_vm = (cove_vm *)vm;
+    pthread_mutex_lock(&mutable_vm->lock);
+    cove_exit exit = vm->exit;
+    if (!vm->ended)
+        exit = (cove_exit){.kind = COVE_EXIT_NONE};
+    pthread_mutex_unlock(&mutable_vm->lock);
+    return exit;
+}
+
+uint64_t cove_vm_boot_signal_ns(const cove_vm *vm)
+{
+    return atomic_load(&((cove_vm *)vm)->boot_signal_ns);
+}
+
+static void join_threads(cove_vm *vm)
+{
+    for (unsigned i = 0; i < vm->vcpu_count; i++)
+        if (vm->vcpus[i].thread_started)
+            pthread_join(vm->vcpus[i].thread, NULL);
+    if (vm->io_thread_started) {
+        atomic_store(&vm->io_quit, true);
+        io_wake(vm);
+        pthread_join(vm->io_thread, NULL);
+    }
+}
+
+void cove_vm_free(cove_vm *vm)
+{
+    if (!vm)
+        return;
+    pthread_mutex_lock(&vm->lock);
+    bool running = vm->started && !vm->ended;
+    pthread_mutex_unlock(&vm->lock);
+    if (running)
+        vm_finish(vm, COVE_EXIT_STOPPED, "stopped by the host");
+    join_threads(vm);
+    for (unsigned i = 0; i < vm->vcpu_count; i++)
+        kvm_vcpu_destroy(&vm->vcpus[i].vcpu);
+    free(vm->vcpus);
+    free_devices(&vm->dev);
+    io_bus_destroy(&vm->pio);
+    io_bus_destroy(&vm->mmio);
+    kvm_vm_close(&vm->kvm);
+    guest_mem_destroy(&vm->mem);
+    if (vm->serial.owned_out_fd >= 0)
+        close(vm->serial.owned_out_fd);
+    if (vm->state_fd >= 0)
+        close(vm->state_fd);
+    if (vm->io_wake_fd >= 0)
+        close(vm->io_wake_fd);
+    if (vm->epoll_fd >= 0)
+        close(vm->epoll_fd);
+    cove_config_free(vm->config);
+    pthread_cond_destroy(&vm->changed);
+    pthread_mutex_destroy(&vm->lock);
+    free(vm);
+}

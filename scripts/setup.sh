@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian 12 machine (as root) and builds everything: Debian packages, the
+# Meson build in ./build, and the guest kernel (cached in ~/.cache/cove, built once).
+# Idempotent: a second run installs nothing and rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+    build-essential pkg-config meson ninja-build   # the build
+    libcmocka-dev                                  # unit tests
+    clang libclang-rt-14-dev                       # sanitizer build and libFuzzer targets
+    linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils  # the guest kernel
+    busybox-static                                 # the default guest userspace
+    qemu-system-x86                                # the nested test host and the benchmarks' reference
+)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+[[ -f build/build.ninja ]] || meson setup build >&2
+ninja -C build >&2
+guest/build-kernel.sh >/dev/null

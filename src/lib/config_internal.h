@@ -1,0 +1,37 @@
+/*
+ * The inside of a cove_config, for the parts of libcove that build a VM from one. Outside
+ * libcove a configuration is only reachable through the cove_config_* functions.
+ */
+#ifndef COVE_CONFIG_INTERNAL_H
+#define COVE_CONFIG_INTERNAL_H
+
+#include <stdint.h>
+
+#include <cove/cove.h>
+
+/* The guest kernel is built with NR_CPUS=64 and the ACPI MADT cove writes holds 64 LAPICs. */
+#define COVE_CPU_CAP 64u
+/* Cove's own ceiling on guest RAM, whatever the host has. */
+#define COVE_MEMORY_CAP (UINT64_C(1) << 40)
+
+struct cove_config {
+    char *kernel_path; /* NULL until set */
+    char *initrd_path; /* NULL: no initrd */
+    char *cmdline;     /* NULL: empty command line */
+    unsigned cpus;
+    uint64_t memory; /* bytes */
+
+    cove_console_kind serial_kind;
+    /*
+     * NONE and FILE: both -1. STDIO: STDIN_FILENO and STDOUT_FILENO. FDS: the caller's
+     * descriptors (in_fd may be -1 for output only); never closed by libcove.
+     */
+    int serial_in_fd;
+    int serial_out_fd;
+    char *serial_path; /* FILE only: opened at VM start with O_CREAT | O_APPEND */
+};
+
+/* A deep copy (every string duplicated), or NULL when out of memory. */
+cove_config *cove_config_copy(const cove_config *config);
+
+#endif

@@ -1,0 +1,37 @@
+#!/bin/sh
+# --cpus and --memory shape the guest: vCPU count and RAM as the guest kernel sees them.
+. "${0%/*}/../lib.sh"
+
+# Word count matters (init gets at most 32 arguments), so the probe is compact.
+probe='echo NPROC=$(nproc) CPUINFO=$(grep -c ^processor /proc/cpuinfo) MEMKB=$(sed -n "s/^MemTotal: *\([0-9]*\) kB/\1/p" /proc/meminfo)'
+
+guest one "$probe" --cpus 1 --memory 256M
+if expect_status one 0; then
+    [ "$(value "$WORK/one.out" NPROC)" = 1 ] || fail "1 vCPU: nproc says '$(value "$WORK/one.out" NPROC)'"
+    [ "$(value "$WORK/one.out" CPUINFO)" = 1 ] ||
+        fail "1 vCPU: /proc/cpuinfo lists '$(value "$WORK/one.out" CPUINFO)' processors"
+    mem=$(value "$WORK/one.out" MEMKB)
+    # MemTotal excludes what the kernel reserves for itself: expect 80% to 100% of 256 MiB.
+    low=$((256 * 1024 * 80 / 100))
+    high=$((256 * 1024))
+    case $mem in
+        ''|*[!0-9]*) fail "256M: no MemTotal in the output" ;;
+        *)
+            if [ "$mem" -lt "$low" ] || [ "$mem" -gt "$high" ]; then
+                fail "256M: MemTotal $mem kB is outside [$low, $high] kB"
+            else
+                note "MemTotal $mem kB"
+            fi ;;
+    esac
+    [ "$e2e_failed" -eq 0 ] || show "$WORK/one.out"
+fi
+
+guest two "$probe" --cpus 2 --memory 256M
+if expect_status two 0; then
+    [ "$(value "$WORK/two.out" NPROC)" = 2 ] || fail "2 vCPUs: nproc says '$(value "$WORK/two.out" NPROC)'"
+    [ "$(value "$WORK/two.out" CPUINFO)" = 2 ] ||
+        fail "2 vCPUs: /proc/cpuinfo lists '$(value "$WORK/two.out" CPUINFO)' processors"
+    [ "$e2e_failed" -eq 0 ] || show "$WORK/two.out"
+fi
+
+finish

@@ -1,0 +1,114 @@
+/* Unit tests of cove-agent's pure helpers (src/agent/agent_util.c). */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "agent_util.h"
+
+/* wait() statuses built the way Linux encodes them (W_EXITCODE / W_STOPCODE). */
+#define EXITED(code) (((code) & 0xff) << 8)
+#define SIGNALED(sig) ((sig) & 0x7f)
+
+static void join_no_arguments_is_null(void **state)
+{
+    (void)state;
+    char *argv[] = {"/init", NULL};
+    assert_null(agent_join_args(1, argv));
+    assert_null(agent_join_args(0, argv));
+    assert_null(agent_join_args(1, NULL));
+}
+
+static void join_single_argument(void **state)
+{
+    (void)state;
+    char *argv[] = {"/init", "uname", NULL};
+    char *joined = agent_join_args(2, argv);
+    assert_string_equal(joined, "uname");
+    free(joined);
+}
+
+static void join_several_arguments_with_single_spaces(void **state)
+{
+    (void)state;
+    /* The kernel splits "-- echo hello  world" on whitespace; we rejoin with one space. */
+    char *argv[] = {"/init", "echo", "hello", "world;", "poweroff", "-f", NULL};
+    char *joined = agent_join_args(6, argv);
+    assert_string_equal(joined, "echo hello world; poweroff -f");
+    free(joined);
+}
+
+static void join_keeps_empty_and_special_arguments(void **state)
+{
+    (void)state;
+    char *argv[] = {"/init", "", "a'b", "$((6*7))", "", NULL};
+    char *joined = agent_join_args(5, argv);
+    assert_string_equal(joined, " a'b $((6*7)) ");
+    free(joined);
+}
+
+static void join_ignores_arguments_beyond_argc(void **state)
+{
+    (void)state;
+    char *argv[] = {"/init", "one", "two", NULL};
+    char *joined = agent_join_args(2, argv);
+    assert_string_equal(joined, "one");
+    free(joined);
+}
+
+static void status_zero_is_silent(void **state)
+{
+    (void)state;
+    char buf[64] = "garbage";
+    assert_false(agent_describe_status(EXITED(0), buf, sizeof(buf)));
+    assert_string_equal(buf, "");
+}
+
+static void status_nonzero_exit_is_reported(void **state)
+{
+    (void)state;
+    char buf[64];
+    assert_true(WIFEXITED(EXITED(3)));
+    assert_true(agent_describe_status(EXITED(3), buf, sizeof(buf)));
+    assert_string_equal(buf, "command exited with status 3");
+    assert_true(agent_describe_status(EXITED(255), buf, sizeof(buf)));
+    assert_string_equal(buf, "command exited with status 255");
+}
+
+static void status_signal_is_reported(void **state)
+{
+    (void)state;
+    char buf[64];
+    assert_true(WIFSIGNALED(SIGNALED(SIGKILL)));
+    assert_true(agent_describe_status(SIGNALED(SIGKILL), buf, sizeof(buf)));
+    assert_string_equal(buf, "command killed by signal 9");
+}
+
+static void status_truncates_to_buffer(void **state)
+{
+    (void)state;
+    char buf[8];
+    assert_true(agent_describe_status(EXITED(1), buf, sizeof(buf)));
+    assert_string_equal(buf, "command");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(join_no_arguments_is_null),
+        cmocka_unit_test(join_single_argument),
+        cmocka_unit_test(join_several_arguments_with_single_spaces),
+        cmocka_unit_test(join_keeps_empty_and_special_arguments),
+        cmocka_unit_test(join_ignores_arguments_beyond_argc),
+        cmocka_unit_test(status_zero_is_silent),
+        cmocka_unit_test(status_nonzero_exit_is_reported),
+        cmocka_unit_test(status_signal_is_reported),
+        cmocka_unit_test(status_truncates_to_buffer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,515 @@
+/* Configuration: setters, deep copy, and validation messages (their exact text is API). */
+#include <dirent.h>
+#include <elf.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <cove/cove.h>
+
+#include "config_internal.h"
+
+#define KIB (UINT64_C(1) << 10)
+#define MIB (UINT64_C(1) << 20)
+
+/* Per-test scratch directory; everything made in it is removed afterwards. */
+struct scratch {
+    char dir[64];
+    char path[256];
+};
+
+static int setup(void **state)
+{
+    struct scratch *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -1;
+    snprintf(s->dir, sizeof(s->dir), "/tmp/cove-config-XXXXXX");
+    if (!mkdtemp(s->dir)) {
+        free(s);
+        return -1;
+    }
+    *state = s;
+    return 0;
+}
+
+/* Tests only make plain files and empty directories directly inside the scratch dir. */
+static int teardown(void **state)
+{
+    struct scratch *s = *state;
+    DIR *d = opendir(s->dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            if (unlinkat(dirfd(d), e->d_name, 0) != 0)
+                unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+        }
+        closedir(d);
+    }
+    int r = rmdir(s->dir);
+    free(s);
+    return r;
+}
+
+/* The path of name inside the scratch dir (valid until the next call). */
+static const char *path_of(struct scratch *s, const char *name)
+{
+    snprintf(s->path, sizeof(s->path), "%s/%s", s->dir, name);
+    return s->path;
+}
+
+static const char *write_file(struct scratch *s, const char *name, const void *data, size_t len)
+{
+    const char *path = path_of(s, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* The smallest setup header the detector accepts: a 64-bit bzImage, boot protocol 2.15. */
+static void make_bzimage(uint8_t *image, size_t len, uint16_t version)
+{
+    memset(image, 0, len);
+    image[0x1f1] = 4;                  /* setup_sects */
+    put16(image + 0x1fe, 0xaa55);      /* boot_flag */
+    memcpy(image + 0x202, "HdrS", 4);  /* header magic */
+    put16(image + 0x206, version);     /* protocol version */
+    image[0x211] = 0x01;               /* loadflags: LOADED_HIGH */
+    put16(image + 0x236, 0x01);        /* xloadflags: XLF_KERNEL_64 */
+    put16(image + 0x238, 2048);        /* cmdline_size (low half) */
+}
+
+static const char *write_bzimage(struct scratch *s, const char *name)
+{
+    uint8_t image[4096];
+    make_bzimage(image, sizeof(image), 0x020f);
+    return write_file(s, name, image, sizeof(image));
+}
+
+static const char *write_elf(struct scratch *s, const char *name, uint16_t machine)
+{
+    struct {
+        Elf64_Ehdr eh;
+        Elf64_Phdr ph;
+    } elf = {0};
+    memcpy(elf.eh.e_ident, ELFMAG, SELFMAG);
+    elf.eh.e_ident[EI_CLASS] = ELFCLASS64;
+    elf.eh.e_ident[EI_DATA] = ELFDATA2LSB;
+    elf.eh.e_ident[EI_VERSION] = EV_CURRENT;
+    elf.eh.e_type = ET_EXEC;
+    elf.eh.e_machine = machine;
+    elf.eh.e_version = EV_CURRENT;
+    elf.eh.e_entry = 0x1000000;
+    elf.eh.e_phoff = sizeof(Elf64_Ehdr);
+    elf.eh.e_ehsize = sizeof(Elf64_Ehdr);
+    elf.eh.e_phentsize = sizeof(Elf64_Phdr);
+    elf.eh.e_phnum = 1;
+    elf.ph.p_type = PT_LOAD;
+    elf.ph.p_paddr = elf.ph.p_vaddr = 0x1000000;
+    return write_file(s, name, &elf, sizeof(elf));
+}
+
+/* A config that validates: a fake bzImage and the defaults. */
+static cove_config *valid_config(struct scratch *s)
+{
+    cove_config *c = cove_config_new();
+    assert_non_null(c);
+    assert_int_equal(cove_config_set_kernel(c, write_bzimage(s, "bzImage")), 0);
+    return c;
+}
+
+/* Validates c and checks it reports exactly the given messages, in order. */
+static void expect_problems(const cove_config *c, size_t n, const char *const *expected)
+{
+    cove_problems p;
+    size_t found = cove_config_validate(c, &p);
+    for (size_t i = 0; i < p.count; i++)
+        print_message("problem: %s\n", p.messages[i]);
+    assert_int_equal(found, n);
+    assert_int_equal(p.count, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(p.messages[i], expected[i]);
+    cove_problems_free(&p);
+    assert_int_equal(p.count, 0);
+    assert_null(p.messages);
+    assert_int_equal(cove_config_validate(c, NULL), n);
+}
+
+static void expect_one(const cove_config *c, const char *expected)
+{
+    expect_problems(c, 1, &expected);
+}
+
+static void expect_valid(const cove_config *c)
+{
+    expect_problems(c, 0, NULL);
+}
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    cove_config *c = cove_config_new();
+    assert_non_null(c);
+    assert_null(cove_config_kernel(c));
+    assert_null(cove_config_initrd(c));
+    assert_string_equal(cove_config_cmdline(c), "");
+    assert_int_equal(cove_config_cpus(c), 1);
+    assert_int_equal(cove_config_memory(c), 512 * MIB);
+    assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_NONE);
+    expect_one(c, "kernel: not set (give the path of a bzImage or vmlinux)");
+    cove_config_free(c);
+    cove_config_free(NULL);
+}
+
+static void test_setters(void **state)
+{
+    (void)state;
+    cove_config *c = cove_config_new();
+    char kernel[] = "/boot/vmlinuz";
+    assert_int_equal(cove_config_set_kernel(c, kernel), 0);
+    kernel[1] = 'X'; /* the config holds its own copy */
+    assert_string_equal(cove_config_kernel(c), "/boot/vmlinuz");
+    assert_int_equal(cove_config_set_kernel(c, NULL), -EINVAL);
+    assert_int_equal(cove_config_set_kernel(c, ""), -EINVAL);
+    assert_string_equal(cove_config_kernel(c), "/boot/vmlinuz");
+
+    assert_int_equal(cove_config_set_initrd(c, "/boot/initrd"), 0);
+    assert_string_equal(cove_config_initrd(c), "/boot/initrd");
+    assert_int_equal(cove_config_set_initrd(c, NULL), 0);
+    assert_null(cove_config_initrd(c));
+
+    assert_int_equal(cove_config_set_cmdline(c, "console=ttyS0"), 0);
+    assert_string_equal(cove_config_cmdline(c), "console=ttyS0");
+    assert_int_equal(cove_config_set_cmdline(c, NULL), 0);
+    assert_string_equal(cove_config_cmdline(c), "");
+
+    cove_config_set_cpus(c, 4);
+    cove_config_set_memory(c, 2 * MIB * 1024);
+    assert_int_equal(cove_config_cpus(c), 4);
+    assert_int_equal(cove_config_memory(c), 2 * MIB * 1024);
+
+    cove_config_set_serial_stdio(c);
+    assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_STDIO);
+    assert_int_equal(c->serial_in_fd, STDIN_FILENO);
+    assert_int_equal(c->serial_out_fd, STDOUT_FILENO);
+    assert_int_equal(cove_config_set_serial_file(c, NULL), -EINVAL);
+    assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_STDIO);
+    assert_int_equal(cove_config_set_serial_file(c, "/tmp/serial.log"), 0);
+    assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_FILE);
+    assert_string_equal(c->serial_path, "/tmp/serial.log");
+    cove_config_set_serial_fds(c, -1, 7);
+    assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_FDS);
+    assert_null(c->serial_path);
+    assert_int_equal(c->serial_in_fd, -1);
+    assert_int_equal(c->serial_out_fd, 7);
+    cove_config_set_serial_none(c);
+    assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_NONE);
+    cove_config_free(c);
+}
+
+static void test_copy_is_deep(void **state)
+{
+    (void)state;
+    cove_config *c = cove_config_new();
+    assert_int_equal(cove_config_set_kernel(c, "/k"), 0);
+    assert_int_equal(cove_config_set_initrd(c, "/i"), 0);
+    assert_int_equal(cove_config_set_cmdline(c, "quiet"), 0);
+    assert_int_equal(cove_config_set_serial_file(c, "/s.log"), 0);
+    cove_config_set_cpus(c, 2);
+    cove_config_set_memory(c, 256 * MIB);
+
+    cove_config *copy = cove_config_copy(c);
+    assert_non_null(copy);
+    assert_ptr_not_equal(copy->kernel_path, c->kernel_path);
+    assert_ptr_not_equal(copy->serial_path, c->serial_path);
+
+    assert_int_equal(cove_config_set_kernel(c, "/other"), 0);
+    assert_int_equal(cove_config_set_initrd(c, NULL), 0);
+    assert_int_equal(cove_config_set_cmdline(c, "loud"), 0);
+    cove_config_set_serial_none(c);
+    cove_config_set_cpus(c, 8);
+    cove_config_set_memory(c, 64 * MIB);
+    cove_config_free(c);
+
+    assert_string_equal(cove_config_kernel(copy), "/k");
+    assert_string_equal(cove_config_initrd(copy), "/i");
+    assert_string_equal(cove_config_cmdline(copy), "quiet");
+    assert_int_equal(cove_config_serial_kind(copy), COVE_CONSOLE_FILE);
+    assert_string_equal(copy->serial_path, "/s.log");
+    assert_int_equal(cove_config_cpus(copy), 2);
+    assert_int_equal(cove_config_memory(copy), 256 * MIB);
+    cove_config_free(copy);
+    assert_null(cove_config_copy(NULL));
+}
+
+static void test_every_problem_at_once(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = cove_config_new();
+    char kernel[256], initrd[256], msg_kernel[300], msg_initrd[300], msg_cpus[64];
+    snprintf(kernel, sizeof(kernel), "%s", path_of(s, "no-kernel"));
+    snprintf(initrd, sizeof(initrd), "%s", path_of(s, "no-initrd"));
+    assert_int_equal(cove_config_set_kernel(c, kernel), 0);
+    assert_int_equal(cove_config_set_initrd(c, initrd), 0);
+    cove_config_set_memory(c, 64 * KIB);
+    cove_config_set_cpus(c, 0);
+    snprintf(msg_kernel, sizeof(msg_kernel), "kernel '%s': No such file or directory", kernel);
+    snprintf(msg_initrd, sizeof(msg_initrd), "initrd '%s': No such file or directory", initrd);
+    snprintf(msg_cpus, sizeof(msg_cpus), "cpus 0: must be between 1 and %u", cove_max_cpus());
+    const char *expected[] = {msg_kernel, msg_initrd,
+                              "memory 64 KiB is below the minimum of 32 MiB", msg_cpus};
+    expect_problems(c, 4, expected);
+    cove_config_free(c);
+}
+
+/* Sets the kernel to path and expects exactly "kernel '<path>': <what>". */
+static void expect_kernel_problem(const char *path, const char *what)
+{
+    char path_copy[256], msg[512];
+    snprintf(path_copy, sizeof(path_copy), "%s", path);
+    snprintf(msg, sizeof(msg), "kernel '%s': %s", path_copy, what);
+    cove_config *c = cove_config_new();
+    assert_int_equal(cove_config_set_kernel(c, path_copy), 0);
+    expect_one(c, msg);
+    cove_config_free(c);
+}
+
+static void test_kernel_not_a_kernel(void **state)
+{
+    struct scratch *s = *state;
+    const char text[] = "#!/bin/sh\necho this is not a kernel\n";
+    expect_kernel_problem(write_file(s, "text", text, sizeof(text) - 1),
+                          "not a bzImage or ELF vmlinux");
+    expect_kernel_problem(write_file(s, "empty", "", 0), "not a bzImage or ELF vmlinux");
+    expect_kernel_problem(write_elf(s, "arm64", EM_AARCH64),
+                          "not a bzImage or ELF vmlinux (ELF file, but not a 64-bit x86 "
+                          "executable)");
+    uint8_t old[4096];
+    make_bzimage(old, sizeof(old), 0x0202);
+    expect_kernel_problem(write_file(s, "old", old, sizeof(old)),
+                          "not a bzImage or ELF vmlinux (bzImage boot protocol 2.02 is older "
+                          "than 2.06)");
+    assert_int_equal(mkdir(path_of(s, "dir"), 0700), 0);
+    expect_kernel_problem(path_of(s, "dir"), "is a directory");
+}
+
+static void test_kernel_formats_accepted(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    expect_valid(c);
+    assert_int_equal(cove_config_set_kernel(c, write_elf(s, "vmlinux", EM_X86_64)), 0);
+    expect_valid(c);
+    /* Shorter than the 4 KiB validation reads: only the setup header matters. */
+    uint8_t image[1024];
+    make_bzimage(image, sizeof(image), 0x0206);
+    assert_int_equal(cove_config_set_kernel(c, write_file(s, "short", image, sizeof(image))), 0);
+    expect_valid(c);
+    cove_config_free(c);
+}
+
+static void test_initrd(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    char msg[512];
+    assert_int_equal(cove_config_set_initrd(c, write_file(s, "initrd", "07070100", 8)), 0);
+    expect_valid(c);
+
+    assert_int_equal(cove_config_set_initrd(c, write_file(s, "empty", "", 0)), 0);
+    snprintf(msg, sizeof(msg), "initrd '%s': empty file", path_of(s, "empty"));
+    expect_one(c, msg);
+
+    assert_int_equal(mkdir(path_of(s, "dir"), 0700), 0);
+    assert_int_equal(cove_config_set_initrd(c, path_of(s, "dir")), 0);
+    snprintf(msg, sizeof(msg), "initrd '%s': is a directory", path_of(s, "dir"));
+    expect_one(c, msg);
+    cove_config_free(c);
+}
+
+static void test_memory_limits(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    uint64_t max = cove_max_memory();
+    char limit[32], msg[256];
+    cove_format_size(max, limit, sizeof(limit));
+    const char *why = max < COVE_MEMORY_CAP ? "the host's RAM" : "cove's limit";
+
+    cove_config_set_memory(c, cove_min_memory());
+    expect_valid(c);
+    cove_config_set_memory(c, max);
+    expect_valid(c);
+
+    /* Rounded, both would read the same; the message then gives exact bytes. */
+    cove_config_set_memory(c, max + 4096);
+    snprintf(msg, sizeof(msg), "memory %llu bytes is above the maximum of %llu bytes (%s)",
+             (unsigned long long)(max + 4096), (unsigned long long)max, why);
+    expect_one(c, msg);
+
+    cove_config_set_memory(c, UINT64_C(2) << 40);
+    snprintf(msg, sizeof(msg), "memory 2 TiB is above the maximum of %s (%s)", limit, why);
+    expect_one(c, msg);
+
+    cove_config_set_memory(c, 32 * MIB - 1);
+    expect_one(c, "memory 31.99 MiB is below the minimum of 32 MiB");
+
+    cove_config_set_memory(c, 64 * MIB + 100);
+    expect_one(c, "memory 67108964 bytes is not a multiple of 4 KiB (the page size)");
+    cove_config_free(c);
+}
+
+static void test_cpu_limits(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    unsigned max = cove_max_cpus();
+    char msg[64];
+    cove_config_set_cpus(c, max);
+    expect_valid(c);
+    cove_config_set_cpus(c, max + 1);
+    snprintf(msg, sizeof(msg), "cpus %u: must be between 1 and %u", max + 1, max);
+    expect_one(c, msg);
+    cove_config_free(c);
+}
+
+static void test_cmdline_length(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    char line[3001];
+    memset(line, 'x', sizeof(line) - 1);
+    line[3000] = '\0';
+    assert_int_equal(cove_config_set_cmdline(c, line), 0);
+    expect_one(c, "cmdline: 3000 bytes is longer than the kernel's limit of 2047");
+    line[2047] = '\0';
+    assert_int_equal(cove_config_set_cmdline(c, line), 0);
+    expect_valid(c);
+    cove_config_free(c);
+}
+
+static void test_serial_fds(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    char msg[64];
+
+    cove_config_set_serial_fds(c, p[0], p[1]);
+    expect_valid(c);
+    cove_config_set_serial_fds(c, -1, p[1]);
+    expect_valid(c);
+
+    cove_config_set_serial_fds(c, -1, -1);
+    expect_one(c, "serial: output descriptor -1 is not open");
+
+    /* The write end cannot be read from and the read end cannot be written to. */
+    cove_config_set_serial_fds(c, p[1], p[0]);
+    const char *wrong_way[] = {NULL, NULL};
+    char msg_in[64], msg_out[64];
+    snprintf(msg_in, sizeof(msg_in), "serial: input descriptor %d is not open for reading", p[1]);
+    snprintf(msg_out, sizeof(msg_out), "serial: output descriptor %d is not open for writing",
+             p[0]);
+    wrong_way[0] = msg_in;
+    wrong_way[1] = msg_out;
+    expect_problems(c, 2, wrong_way);
+
+    int closed = dup(p[0]);
+    assert_true(closed >= 0);
+    close(closed);
+    cove_config_set_serial_fds(c, closed, p[1]);
+    snprintf(msg, sizeof(msg), "serial: input descriptor %d is not open", closed);
+    expect_one(c, msg);
+
+    close(p[0]);
+    close(p[1]);
+    cove_config_free(c);
+}
+
+static void test_serial_file(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    char msg[512];
+    struct stat st;
+
+    assert_int_equal(cove_config_set_serial_file(c, path_of(s, "serial.log")), 0);
+    expect_valid(c);
+    /* Validation must not create the log; the VM does that when it starts. */
+    assert_int_equal(stat(path_of(s, "serial.log"), &st), -1);
+
+    write_file(s, "existing.log", "old\n", 4);
+    assert_int_equal(cove_config_set_serial_file(c, path_of(s, "existing.log")), 0);
+    expect_valid(c);
+
+    assert_int_equal(cove_config_set_serial_file(c, path_of(s, "no-dir/serial.log")), 0);
+    snprintf(msg, sizeof(msg), "serial file '%s': No such file or directory",
+             path_of(s, "no-dir/serial.log"));
+    expect_one(c, msg);
+
+    assert_int_equal(cove_config_set_serial_file(c, path_of(s, "existing.log/serial.log")), 0);
+    snprintf(msg, sizeof(msg), "serial file '%s': Not a directory",
+             path_of(s, "existing.log/serial.log"));
+    expect_one(c, msg);
+
+    assert_int_equal(mkdir(path_of(s, "dir"), 0700), 0);
+    assert_int_equal(cove_config_set_serial_file(c, path_of(s, "dir")), 0);
+    snprintf(msg, sizeof(msg), "serial file '%s': is a directory", path_of(s, "dir"));
+    expect_one(c, msg);
+    cove_config_free(c);
+}
+
+static void test_problems_free(void **state)
+{
+    (void)state;
+    cove_problems p = {0};
+    cove_problems_free(&p); /* empty is fine */
+    cove_problems_free(NULL);
+    cove_config *c = cove_config_new();
+    cove_config_set_cpus(c, 0);
+    assert_int_equal(cove_config_validate(c, &p), 2);
+    cove_problems_free(&p);
+    assert_int_equal(p.count, 0);
+    assert_null(p.messages);
+    cove_config_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_setters),
+        cmocka_unit_test(test_copy_is_deep),
+        cmocka_unit_test(test_problems_free),
+        cmocka_unit_test_setup_teardown(test_every_problem_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kernel_not_a_kernel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kernel_formats_accepted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_initrd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_memory_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cpu_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cmdline_length, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serial_fds, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_serial_file, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
