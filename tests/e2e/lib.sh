@@ -53,15 +53,15 @@ run_cove() {
     rc=$?
 }
 
-# guest NAME COMMAND [COVE OPTIONS...]: boots the default guest (256 MiB, 1 vCPU unless the
-# options say otherwise) running COMMAND under cove-agent. Results as for run_cove.
+# guest NAME COMMAND [COVE OPTIONS...]: boots the default guest with 256 MiB (do not pass
+# --memory again) running COMMAND under cove-agent. Results as for run_cove.
 # Keep COMMAND under ~30 words: the kernel hands init at most 32 arguments.
 guest() {
     _gname=$1
     _gcmd=$2
     shift 2
     run_cove "$_gname" run --kernel "$KERNEL" --initrd "$INITRD" \
-        --cmdline "$GUEST_CMDLINE -- $_gcmd" --memory 256M --cpus 1 "$@"
+        --cmdline "$GUEST_CMDLINE -- $_gcmd" --memory 256M "$@"
 }
 
 # expect_status NAME WANT: checks $rc, showing the run's output when it differs.

@@ -243,12 +243,27 @@ static void test_receive_bound_and_space_callback(void **state)
     assert_int_equal(uart_rx_space(f->uart), UART_RX_WAKE_SPACE);
     for (; i < UART_RX_CAPACITY; i++)
         assert_int_equal(in8(f, THR), (uint8_t)(i * 7));
-    assert_int_equal(f->callbacks, 1); /* once per refusal, not once per byte */
+    assert_int_equal(f->callbacks, 1); /* once per time the buffer filled, not per byte */
     assert_int_equal(in8(f, LSR) & 0x01, 0);
 
-    /* Input that fits never triggers the callback. */
+    /* Input that never fills the buffer never triggers the callback. */
     assert_int_equal(uart_receive(f->uart, big, 100), 100);
     for (i = 0; i < 100; i++)
+        in8(f, THR);
+    assert_int_equal(f->callbacks, 1);
+}
+
+/* A producer that offers exactly the free space is never refused, yet must still be woken. */
+static void test_space_callback_after_exact_fill(void **state)
+{
+    struct fixture *f = *state;
+    static uint8_t big[UART_RX_CAPACITY];
+
+    uart_set_rx_space_cb(f->uart, callback, f);
+    assert_int_equal(uart_receive(f->uart, big, 100), 100);
+    assert_int_equal(uart_receive(f->uart, big, uart_rx_space(f->uart)), UART_RX_CAPACITY - 100);
+    assert_int_equal(uart_rx_space(f->uart), 0);
+    for (int i = 0; i < UART_RX_CAPACITY; i++)
         in8(f, THR);
     assert_int_equal(f->callbacks, 1);
 }
@@ -335,7 +350,7 @@ static void *produce(void *arg)
             size_t n = uart_receive(p->f->uart, chunk + off, len - off);
             off += n;
             if (off < len)
-                sem_wait(&p->space); /* a refusal is always followed by one callback */
+                sem_wait(&p->space); /* a full buffer is always followed by a callback */
         }
         sent += len;
     }
@@ -374,6 +389,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_receive, setup, teardown),
         cmocka_unit_test_setup_teardown(test_new_source_while_high_gives_edge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_receive_bound_and_space_callback, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_space_callback_after_exact_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loopback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loopback_overrun, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fifo_clear_drops_only_fifo, setup, teardown),

@@ -81,7 +81,7 @@ struct uart {
 
     uint8_t rx[UART_RX_CAPACITY];
     size_t rx_head, rx_count;
-    bool rx_refused; /* uart_receive turned bytes away; the producer waits for the callback */
+    bool rx_was_full; /* the buffer filled up; the producer may be waiting for the callback */
     void (*space_cb)(void *opaque);
     void *space_opaque;
 };
@@ -148,15 +148,22 @@ static bool rx_push(struct uart *u, uint8_t byte)
         return false;
     u->rx[(u->rx_head + u->rx_count) % UART_RX_CAPACITY] = byte;
     u->rx_count++;
+    /* A producer that sees no space stops offering input until the callback says so. */
+    if (u->rx_count == UART_RX_CAPACITY)
+        u->rx_was_full = true;
     return true;
 }
 
-/* Whether the producer is waiting and now has enough room to resume; claims the wake-up. */
+/*
+ * Whether the buffer has drained far enough since it was last full for the producer to
+ * resume; claims the wake-up. Waiting for half the buffer rather than one byte saves the I/O
+ * thread a wake-up per byte the guest reads.
+ */
 static bool take_space_wakeup(struct uart *u)
 {
-    if (!u->rx_refused || UART_RX_CAPACITY - u->rx_count < UART_RX_WAKE_SPACE)
+    if (!u->rx_was_full || UART_RX_CAPACITY - u->rx_count < UART_RX_WAKE_SPACE)
         return false;
-    u->rx_refused = false;
+    u->rx_was_full = false;
     return u->space_cb != NULL;
 }
 
@@ -385,8 +392,6 @@ size_t uart_receive(struct uart *uart, const uint8_t *buf, size_t len)
     } else {
         while (taken < len && rx_push(uart, buf[taken]))
             taken++;
-        if (taken < len)
-            uart->rx_refused = true;
         if (taken)
             update_irq(uart, true);
     }

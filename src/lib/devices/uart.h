@@ -39,10 +39,13 @@ size_t uart_receive(struct uart *uart, const uint8_t *buf, size_t len);
 size_t uart_rx_space(struct uart *uart);
 
 /*
- * cb(opaque) is called once after a uart_receive() that could not take all its bytes, as
- * soon as the guest has drained the buffer to at least UART_RX_WAKE_SPACE free bytes. It runs
- * on a vCPU thread without the device lock held, possibly concurrently with itself; signal
- * an eventfd or similar and return. NULL cb disables it.
+ * Back-pressure: once the receive buffer has been full (uart_rx_space() == 0, whether filled
+ * by uart_receive() or by the guest's own loopback writes), cb(opaque) is called once as soon
+ * as the guest has drained it to at least UART_RX_WAKE_SPACE free bytes. So a producer that
+ * stops reading its input when uart_rx_space() is 0, or when uart_receive() takes less than
+ * offered, can wait for cb and never misses a wake-up. cb runs on a vCPU thread without the
+ * device lock held, possibly concurrently with itself: signal an eventfd or similar and
+ * return; it must not free the uart. NULL disables it.
  */
 #define UART_RX_WAKE_SPACE (UART_RX_CAPACITY / 2)
 void uart_set_rx_space_cb(struct uart *uart, void (*cb)(void *opaque), void *opaque);

@@ -16,9 +16,9 @@ if expect_status uname 0; then
 fi
 
 # A failing command still ends in a clean power-off; the agent reports the status.
-guest status 'echo before-exit; exit 3'
+guest status 'echo before-$((1+2)); exit 3'
 if expect_status status 0; then
-    expect_has status out 'before-exit'
+    expect_has status out 'before-3'
     expect_has status out 'cove-agent: command exited with status 3'
 fi
 

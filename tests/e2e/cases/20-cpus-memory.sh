@@ -2,10 +2,11 @@
 # --cpus and --memory shape the guest: vCPU count and RAM as the guest kernel sees them.
 . "${0%/*}/../lib.sh"
 
-# Word count matters (init gets at most 32 arguments), so the probe is compact.
-probe='echo NPROC=$(nproc) CPUINFO=$(grep -c ^processor /proc/cpuinfo) MEMKB=$(sed -n "s/^MemTotal: *\([0-9]*\) kB/\1/p" /proc/meminfo)'
+# Word count matters (init gets at most 32 arguments) and the kernel mangles double quotes
+# on its command line, so the probe is compact and uses single quotes only.
+probe="echo NPROC=\$(nproc) CPUINFO=\$(grep -c ^processor /proc/cpuinfo) MEMKB=\$(awk '/^MemTotal/{print \$2}' /proc/meminfo)"
 
-guest one "$probe" --cpus 1 --memory 256M
+guest one "$probe" --cpus 1
 if expect_status one 0; then
     [ "$(value "$WORK/one.out" NPROC)" = 1 ] || fail "1 vCPU: nproc says '$(value "$WORK/one.out" NPROC)'"
     [ "$(value "$WORK/one.out" CPUINFO)" = 1 ] ||
@@ -26,7 +27,7 @@ if expect_status one 0; then
     [ "$e2e_failed" -eq 0 ] || show "$WORK/one.out"
 fi
 
-guest two "$probe" --cpus 2 --memory 256M
+guest two "$probe" --cpus 2
 if expect_status two 0; then
     [ "$(value "$WORK/two.out" NPROC)" = 2 ] || fail "2 vCPUs: nproc says '$(value "$WORK/two.out" NPROC)'"
     [ "$(value "$WORK/two.out" CPUINFO)" = 2 ] ||

@@ -1,0 +1,213 @@
+#!/bin/sh
+# Cove end-to-end tests: boots real guests with the cove CLI and checks what they do.
+#
+#   run.sh [--cove PATH] [--initrd PATH] [--filter PATTERN] [--log PATH] [--mode direct|testhost]
+#
+# Cases are tests/e2e/cases/NN-name.sh (see lib.sh for their environment). --filter keeps the
+# cases whose name contains PATTERN (a shell glob, e.g. 'signals' or '[0-4]?-*').
+#
+# Modes:
+#   direct    this host has hardware virtualization (vmx/svm), /dev/kvm is not PVM (a
+#             software KVM that cannot boot a plain Linux guest) and is read-writable:
+#             the cases run here.
+#   testhost  otherwise, if QEMU exists: the cases run inside a QEMU TCG guest with
+#             -cpu max, whose kernel (the guest kernel, built with KVM_AMD) gets SVM+NPT and
+#             hence a real /dev/kvm. Slower (~2-3 s per inner boot) but works anywhere.
+# With neither, the suite fails: it never skips.
+#
+# Output ends with one line per case and then exactly "N passed, N failed". The exit status
+# is non-zero when a case failed, when no case ran, or when the test host did not finish.
+set -u
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+cove=$root/build/src/cli/cove
+initrd=$root/build/guest/initramfs.cpio.gz
+filter=
+log=
+mode=
+while [ $# -gt 0 ]; do
+    case $1 in
+        --cove) cove=${2:?--cove needs a path}; shift 2 ;;
+        --initrd) initrd=${2:?--initrd needs a path}; shift 2 ;;
+        --filter) filter=${2:?--filter needs a pattern}; shift 2 ;;
+        --log) log=${2:?--log needs a path}; shift 2 ;;
+        --mode) mode=${2:?--mode needs direct or testhost}; shift 2 ;;
+        -h|--help) sed -n '2,/^$/s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        *) echo "e2e: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+# The whole suite fails (never skips) when it cannot run; the summary line still ends it.
+suite_fail() {
+    echo "e2e: $*"
+    echo "0 passed, 1 failed"
+    exit 1
+}
+
+abspath() {
+    case $1 in
+        /*) echo "$1" ;;
+        *) echo "$PWD/$1" ;;
+    esac
+}
+
+[ -x "$cove" ] || suite_fail "cove binary '$cove' not found (build it, or pass --cove)"
+[ -f "$initrd" ] || suite_fail "guest initramfs '$initrd' not found (build it, or pass --initrd)"
+cove=$(abspath "$cove")
+initrd=$(abspath "$initrd")
+
+# ---- Cases ----
+cases=
+count=0
+for file in "$here"/cases/*.sh; do
+    [ -f "$file" ] || continue
+    name=${file##*/}
+    name=${name%.sh}
+    if [ -n "$filter" ]; then
+        # shellcheck disable=SC2254
+        case $name in
+            *$filter*) ;;
+            *) continue ;;
+        esac
+    fi
+    cases="$cases $name"
+    count=$((count + 1))
+done
+[ "$count" -gt 0 ] || suite_fail "no case matches '${filter:-*}' in $here/cases"
+
+# ---- Kernel ----
+# Wait for a kernel build already under way rather than starting a second one.
+waited=0
+while pgrep -f 'build-kernel\.sh' > /dev/null 2>&1; do
+    [ "$waited" -eq 0 ] && echo "e2e: waiting for a running guest/build-kernel.sh"
+    waited=$((waited + 10))
+    [ "$waited" -lt 3600 ] || suite_fail "guest/build-kernel.sh still running after an hour"
+    sleep 10
+done
+kernel_dir=$("$root/guest/build-kernel.sh") || suite_fail "guest/build-kernel.sh failed"
+kernel=$kernel_dir/bzImage
+vmlinux=$kernel_dir/vmlinux
+[ -f "$kernel" ] && [ -f "$vmlinux" ] || suite_fail "no bzImage/vmlinux in '$kernel_dir'"
+
+# ---- Mode ----
+if grep -qwE 'vmx|svm' /proc/cpuinfo; then
+    why_not_direct=
+else
+    why_not_direct="no vmx/svm in /proc/cpuinfo"
+fi
+if [ -e /sys/module/kvm_pvm ]; then
+    why_not_direct="${why_not_direct:+$why_not_direct; }/dev/kvm is PVM (kvm_pvm loaded)"
+elif [ ! -r /dev/kvm ] || [ ! -w /dev/kvm ]; then
+    why_not_direct="${why_not_direct:+$why_not_direct; }/dev/kvm is not read-writable"
+fi
+have_qemu=false
+command -v qemu-system-x86_64 > /dev/null 2>&1 && have_qemu=true
+
+case $mode in
+    '')
+        if [ -z "$why_not_direct" ]; then
+            mode=direct reason="hardware KVM on this host"
+        elif $have_qemu; then
+            mode=testhost reason="$why_not_direct; using a QEMU TCG test host with nested SVM"
+        else
+            suite_fail "cannot run: $why_not_direct, and qemu-system-x86_64 is not installed" \
+                "(apt-get install qemu-system-x86)"
+        fi ;;
+    direct)
+        [ -z "$why_not_direct" ] || suite_fail "--mode direct: $why_not_direct"
+        reason="forced by --mode" ;;
+    testhost)
+        $have_qemu || suite_fail "--mode testhost: qemu-system-x86_64 is not installed"
+        reason="forced by --mode" ;;
+    *) suite_fail "--mode must be direct or testhost, not '$mode'" ;;
+esac
+echo "e2e: mode=$mode ($reason)"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/cove-e2e.XXXXXX") || suite_fail "mktemp failed"
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+[ -n "$log" ] || log=$(mktemp "${TMPDIR:-/tmp}/cove-e2e-log.XXXXXX")
+log=$(abspath "$log")
+: > "$log" || suite_fail "cannot write the log '$log'"
+
+# Echoes its input without carriage returns (the serial console ends lines with CR LF),
+# line by line so progress shows as it happens.
+cr=$(printf '\r')
+stream() {
+    while IFS= read -r line || [ -n "$line" ]; do
+        printf '%s\n' "${line%"$cr"}"
+    done
+}
+
+case_files() {
+    for name in $cases; do
+        echo "$1/$name.sh"
+    done
+}
+
+started=$(date +%s)
+if [ "$mode" = direct ]; then
+    # shellcheck disable=SC2046
+    COVE=$cove KERNEL=$kernel VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
+        "$here/run-cases.sh" $(case_files "$here/cases") 2>&1 | tee "$log" | stream
+else
+    # The test host's initramfs: busybox (added by build-initramfs.sh), cove with the shared
+    # libraries it needs at their usual paths, kernel + vmlinux + default initrd, the cases
+    # and the runner. Its /init is testhost-init.sh.
+    overlay=$tmp/overlay
+    mkdir -p "$overlay/e2e/bin" "$overlay/e2e/guest" "$overlay/e2e/cases"
+    cp "$cove" "$overlay/e2e/bin/cove"
+    for lib in $(ldd "$cove" 2>/dev/null | grep -o '/[^ ]*'); do
+        mkdir -p "$overlay${lib%/*}"
+        cp -L "$lib" "$overlay$lib"
+    done
+    cp "$kernel" "$vmlinux" "$overlay/e2e/guest/"
+    cp "$initrd" "$overlay/e2e/guest/initramfs.cpio.gz"
+    cp "$here/lib.sh" "$here/run-cases.sh" "$overlay/e2e/"
+    chmod 0755 "$overlay/e2e/run-cases.sh"
+    for file in $(case_files "$here/cases"); do
+        cp "$file" "$overlay/e2e/cases/"
+    done
+    [ -z "${E2E_CASE_TIMEOUT:-}" ] || echo "$E2E_CASE_TIMEOUT" > "$overlay/e2e/case-timeout"
+    "$root/guest/build-initramfs.sh" --init "$here/testhost-init.sh" --overlay "$overlay" \
+        --output "$tmp/testhost.cpio.gz" || suite_fail "building the test host initramfs failed"
+    rm -rf "$overlay"
+
+    # Overall bound for the test host; a hang shows up as a missing COVE-E2E-DONE.
+    overall=${E2E_TIMEOUT:-2700}
+    echo "e2e: booting the test host (timeout $overall s), serial log: $log"
+    { timeout "$overall" qemu-system-x86_64 -M q35 -accel tcg,thread=multi -cpu max \
+        -smp 2 -m 3072 -nodefaults -no-user-config -display none -serial stdio -no-reboot \
+        -kernel "$kernel" -initrd "$tmp/testhost.cpio.gz" \
+        -append "console=ttyS0 panic=-1 quiet" < /dev/null 2>&1
+      echo "$?" > "$tmp/qemu.status"
+    } | tee "$log" | stream
+    qemu_status=$(cat "$tmp/qemu.status" 2>/dev/null)
+    [ "${qemu_status:-0}" -eq 0 ] || echo "e2e: QEMU exited with status $qemu_status"
+fi
+elapsed=$(( $(date +%s) - started ))
+
+# ---- Results ----
+passed=0
+failed=0
+results=$tmp/results
+tr -d '\r' < "$log" | grep '^COVE-E2E ' > "$results"
+echo
+echo "e2e: results ($mode mode, $elapsed s, log: $log)"
+for name in $cases; do
+    verdict=$(awk -v n="$name" '$2 == n { v = $3 } END { print v }' "$results")
+    case $verdict in
+        PASS) passed=$((passed + 1)); echo "  PASS  $name" ;;
+        FAIL) failed=$((failed + 1)); echo "  FAIL  $name" ;;
+        *) failed=$((failed + 1)); echo "  FAIL  $name (no result: the run ended before it)" ;;
+    esac
+done
+if ! tr -d '\r' < "$log" | grep -qx 'COVE-E2E-DONE'; then
+    failed=$((failed + 1))
+    echo "  FAIL  (suite) the runner did not finish: QEMU crashed, hung or timed out; see $log"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
