@@ -317,6 +317,8 @@ static int cmd_limits(void)
 int main(int argc, char **argv)
 {
     uint64_t started_ns = monotonic_ns();
+    /* A console reader that goes away (cove run | head) must not kill the VMM mid-write. */
+    signal(SIGPIPE, SIG_IGN);
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
