@@ -8,7 +8,6 @@ cd "$(dirname "$0")/.."
 packages=(
     build-essential pkg-config meson ninja-build   # the build
     libcmocka-dev                                  # unit tests
-    clang libclang-rt-14-dev                       # sanitizer build and libFuzzer targets
     linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils  # the guest kernel
     busybox-static                                 # the default guest userspace
     qemu-system-x86                                # the nested test host and the benchmarks' reference

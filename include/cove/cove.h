@@ -142,7 +142,11 @@ void cove_vm_set_state_callback(cove_vm *vm, cove_state_fn callback, void *opaqu
 int cove_vm_start(cove_vm *vm, cove_error *error);
 /* Forces the VM to stop: vCPUs are halted and the VM ends with COVE_EXIT_STOPPED. */
 int cove_vm_stop(cove_vm *vm);
-/* Asks the guest to power off (ACPI power button); the guest may ignore it. */
+/*
+ * Asks the guest to power off by pressing its ACPI power button (a Generic Event Device that
+ * notifies a PNP0C0C button). The guest decides: cove-agent, systemd-logind or acpid power
+ * off; a guest with no such listener ignores it. Returns -EINVAL unless the VM is running.
+ */
 int cove_vm_request_stop(cove_vm *vm);
 
 cove_state cove_vm_state(const cove_vm *vm);

@@ -744,9 +744,16 @@ int cove_vm_stop(cove_vm *vm)
 
 int cove_vm_request_stop(cove_vm *vm)
 {
-    (void)vm;
-    /* Needs the ACPI power button (a GED device in the DSDT); not there yet. */
-    return -ENOTSUP;
+    pthread_mutex_lock(&vm->lock);
+    bool running = vm->state == COVE_STATE_RUNNING;
+    pthread_mutex_unlock(&vm->lock);
+    if (!running)
+        return -EINVAL;
+    /* A press of the ACPI power button: an edge on the Generic Event Device's interrupt. */
+    int r = kvm_set_irq_line(&vm->kvm, X86_GED_GSI, 1);
+    if (r == 0)
+        r = kvm_set_irq_line(&vm->kvm, X86_GED_GSI, 0);
+    return r;
 }
 
 cove_state cove_vm_state(const cove_vm *vm)

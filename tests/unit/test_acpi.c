@@ -325,6 +325,27 @@ static void test_dsdt_contents(void **state)
     static const uint8_t com_crs[] = {0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08,
                                       0x22, 0x10, 0x00, 0x79, 0x00};
     assert_non_null(find(d, len, com_crs, sizeof(com_crs)));
+
+    /* RTC at 0x70 (2 ports, IRQ 8) and the keyboard controller at 0x60/0x64 (IRQ 1). */
+    static const uint8_t rtc_crs[] = {0x47, 0x01, 0x70, 0x00, 0x70, 0x00, 0x01, 0x02,
+                                      0x22, 0x00, 0x01, 0x79, 0x00};
+    assert_non_null(find(d, len, rtc_crs, sizeof(rtc_crs)));
+    static const uint8_t kbd_crs[] = {0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01,
+                                      0x47, 0x01, 0x64, 0x00, 0x64, 0x00, 0x01, 0x01,
+                                      0x22, 0x02, 0x00, 0x79, 0x00};
+    assert_non_null(find(d, len, kbd_crs, sizeof(kbd_crs)));
+
+    /* The power button: GED with Interrupt(Consumer, Edge, ActiveHigh){10} and
+     * Method(_EVT, 1) { Notify(\_SB.PWRB, 0x80) }. */
+    static const uint8_t ged_hid[] = "\x08_HID\x0d" "ACPI0013";
+    assert_non_null(find(d, len, ged_hid, sizeof(ged_hid)));
+    static const uint8_t ged_irq[] = {0x89, 0x06, 0x00, 0x03, 0x01, X86_GED_GSI, 0, 0, 0, 0x79, 0x00};
+    assert_non_null(find(d, len, ged_irq, sizeof(ged_irq)));
+    static const uint8_t evt[] = {0x14, 0x13, '_', 'E', 'V', 'T', 0x01, 0x86, 0x5c, 0x2e,
+                                  '_', 'S', 'B', '_', 'P', 'W', 'R', 'B', 0x0a, 0x80};
+    assert_non_null(find(d, len, evt, sizeof(evt)));
+    static const uint8_t button_hid[] = {0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0c, 0x0c};
+    assert_non_null(find(d, len, button_hid, sizeof(button_hid)));
     machine_free(m);
 }
 
@@ -339,7 +360,7 @@ static size_t device_at(const uint8_t *p, const char *name)
     return 2 + pkg;
 }
 
-/* \_SB spans exactly to the end of the DSDT and holds exactly COM1 and PEVT. */
+/* \_SB spans exactly to the end of the DSDT and holds exactly the devices cove describes. */
 static void test_dsdt_structure(void **state)
 {
     (void)state;
@@ -356,8 +377,9 @@ static void test_dsdt_structure(void **state)
     off += 1 + n;
     assert_memory_equal(d + off, "\\_SB_", 5);
     off += 5;
-    off += device_at(d + off, "COM1");
-    off += device_at(d + off, "PEVT");
+    static const char *const devices[] = {"COM1", "RTC_", "KBD_", "PEVT", "PWRB", "GED0"};
+    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
+        off += device_at(d + off, devices[i]);
     assert_int_equal(off, scope_end);
     machine_free(m);
 }

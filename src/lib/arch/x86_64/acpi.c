@@ -126,6 +126,9 @@
 #define AML_SCOPE 0x10
 #define AML_BUFFER 0x11
 #define AML_PACKAGE 0x12
+#define AML_METHOD 0x14
+#define AML_DUAL_NAME_PREFIX 0x2e
+#define AML_NOTIFY 0x86
 #define AML_EXT_PREFIX 0x5b
 #define AML_EXT_DEVICE 0x82
 #define AML_ROOT_CHAR 0x5c
@@ -135,6 +138,11 @@
 #define RES_IO 0x47
 #define RES_IO_DECODE16 0x01
 #define RES_END_TAG 0x79
+#define RES_EXTENDED_IRQ 0x89
+#define RES_EXTENDED_IRQ_CONSUMER 0x01
+#define RES_EXTENDED_IRQ_EDGE 0x02
+
+#define ACPI_NOTIFY_DEVICE_CHECK_BUTTON 0x80 /* for a PNP0C0C button: "pressed" */
 
 /* PkgLength's own bytes are reserved at their maximum and squeezed when the package closes. */
 #define AML_PKGLENGTH_MAX 4
@@ -393,18 +401,87 @@ static void aml_name_crs(struct aml *a, struct aml *r)
 
 /* ---- DSDT contents ------------------------------------------------------------------------ */
 
-static void dsdt_com1(struct aml *a)
+/* Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive){gsi}. */
+static void res_extended_irq(struct aml *r, uint32_t gsi)
 {
-    uint8_t crs[16];
-    struct aml r = {.buf = crs, .cap = sizeof(crs)};
-    res_io(&r, X86_COM1_PORT, 8);
-    res_irq_no_flags(&r, X86_COM1_IRQ);
+    uint8_t d[9] = {RES_EXTENDED_IRQ, 6, 0, RES_EXTENDED_IRQ_CONSUMER | RES_EXTENDED_IRQ_EDGE, 1};
+    put32(d + 5, gsi);
+    aml_bytes(r, d, sizeof(d));
+}
 
-    size_t dev = aml_device_begin(a, "COM1");
-    aml_name_integer(a, "_HID", acpi_aml_eisaid("PNP0501"));
+/*
+ * An ISA device at fixed ports with one interrupt. Describing the legacy devices lets Linux map
+ * their interrupts: with hardware-reduced ACPI there is no PIC and so no implicit ISA IRQs, and
+ * the RTC and i8042 drivers fail to probe without them.
+ */
+struct isa_device {
+    const char *seg;
+    const char *eisa_id;
+    uint16_t ports[2];
+    uint8_t port_lens[2];
+    unsigned irq;
+};
+
+static void dsdt_isa_device(struct aml *a, const struct isa_device *d)
+{
+    uint8_t crs[32];
+    struct aml r = {.buf = crs, .cap = sizeof(crs)};
+    for (size_t i = 0; i < 2 && d->port_lens[i]; i++)
+        res_io(&r, d->ports[i], d->port_lens[i]);
+    res_irq_no_flags(&r, d->irq);
+
+    size_t dev = aml_device_begin(a, d->seg);
+    aml_name_integer(a, "_HID", acpi_aml_eisaid(d->eisa_id));
     aml_name_integer(a, "_UID", 1);
     aml_name_crs(a, &r);
     aml_pkg_end(a, dev);
+}
+
+static void dsdt_legacy_devices(struct aml *a)
+{
+    static const struct isa_device devices[] = {
+        {"COM1", "PNP0501", {X86_COM1_PORT}, {8}, X86_COM1_IRQ},
+        {"RTC_", "PNP0B00", {X86_CMOS_PORT}, {2}, X86_CMOS_IRQ},
+        {"KBD_", "PNP0303", {X86_I8042_DATA_PORT, X86_I8042_COMMAND_PORT}, {1, 1},
+         X86_I8042_KBD_IRQ},
+    };
+    for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
+        dsdt_isa_device(a, &devices[i]);
+}
+
+/*
+ * The power button of a hardware-reduced machine: a Generic Event Device whose interrupt runs
+ * _EVT, which notifies the PNP0C0C button device. Linux's button driver then reports
+ * KEY_POWER, which the guest's init (systemd-logind, acpid, cove-agent) turns into a power off.
+ */
+static void dsdt_power_button(struct aml *a)
+{
+    size_t button = aml_device_begin(a, "PWRB");
+    aml_name_integer(a, "_HID", acpi_aml_eisaid("PNP0C0C"));
+    aml_name_integer(a, "_UID", 0);
+    aml_pkg_end(a, button);
+
+    uint8_t crs[16];
+    struct aml r = {.buf = crs, .cap = sizeof(crs)};
+    res_extended_irq(&r, X86_GED_GSI);
+    size_t ged = aml_device_begin(a, "GED0");
+    aml_name(a, "_HID");
+    aml_string(a, "ACPI0013");
+    aml_name_integer(a, "_UID", 0);
+    aml_name_crs(a, &r);
+    /* Method(_EVT, 1) { Notify(\_SB.PWRB, 0x80) }: one interrupt, so Arg0 needs no test. */
+    aml_byte(a, AML_METHOD);
+    size_t method = aml_pkg_begin(a);
+    aml_nameseg(a, "_EVT");
+    aml_byte(a, 1); /* one argument, not serialized */
+    aml_byte(a, AML_NOTIFY);
+    aml_byte(a, AML_ROOT_CHAR);
+    aml_byte(a, AML_DUAL_NAME_PREFIX);
+    aml_nameseg(a, "_SB_");
+    aml_nameseg(a, "PWRB");
+    aml_integer(a, ACPI_NOTIFY_DEVICE_CHECK_BUTTON);
+    aml_pkg_end(a, method);
+    aml_pkg_end(a, ged);
 }
 
 /*
@@ -437,15 +514,13 @@ static void dsdt_body(struct aml *a)
     aml_pkg_end(a, s5);
 
     size_t sb = aml_root_scope_begin(a, "_SB_");
-    dsdt_com1(a);
+    dsdt_legacy_devices(a);
     dsdt_pvpanic(a);
+    dsdt_power_button(a);
     /*
-     * TO BE ADDED HERE, inside \_SB:
-     *  - the PCI host bridge, Device(PCI0) with _HID EISAID("PNP0A08"), _CID EISAID("PNP0A03"),
-     *    _SEG, _BBN and a _CRS of bus numbers, I/O and MMIO windows (plus MCFG for ECAM);
-     *  - the power button: a Generic Event Device (ACPI0013) whose _EVT notifies a
-     *    Device(PWRB) with _HID EISAID("PNP0C0C"); FADT's PWR_BUTTON flag already says there
-     *    is no fixed-feature button.
+     * TO BE ADDED HERE, inside \_SB: the PCI host bridge, Device(PCI0) with _HID
+     * EISAID("PNP0A08"), _CID EISAID("PNP0A03"), _SEG, _BBN and a _CRS of bus numbers, I/O and
+     * MMIO windows (plus MCFG for ECAM).
      */
     aml_pkg_end(a, sb);
 }

@@ -39,8 +39,13 @@
 #define X86_COM1_IRQ 4
 #define X86_I8042_DATA_PORT 0x60
 #define X86_I8042_COMMAND_PORT 0x64
+#define X86_I8042_KBD_IRQ 1
 #define X86_CMOS_PORT 0x70 /* index at 0x70, data at 0x71 */
+#define X86_CMOS_IRQ 8
 #define X86_PVPANIC_PORT 0x505
+
+/* The ACPI Generic Event Device's interrupt: a pulse on it is a power-button press. */
+#define X86_GED_GSI 10
 
 /*
  * Hardware-reduced ACPI registers (one byte each), described by the FADT. A write of
