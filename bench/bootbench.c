@@ -1,7 +1,7 @@
 /*
  * bootbench: runs one VMM process and measures it from the outside.
  *
- *   bootbench [-i INTERVAL_US] [-m PREFIX] [-b] OUTFILE -- VMM [ARGS...]
+ *   bootbench [-i INTERVAL_US] [-m PREFIX] [-t SECONDS] [-b] OUTFILE -- VMM [ARGS...]
  *
  * It reads CLOCK_MONOTONIC, forks, and execs VMM with stdin from /dev/null and stdout and
  * stderr appended to OUTFILE. While the VMM runs it samples /proc/PID/smaps every
@@ -25,6 +25,7 @@
  *   maxrss_kib     getrusage's ru_maxrss of the VMM: peak RSS *including* guest RAM
  *   status         exit status, or 128+N when killed by signal N
  *
+ * -t kills the VMM (SIGKILL) when it runs longer than SECONDS (the status then says so).
  * -b also prints, on stderr, the non-guest mappings of the peak sample grouped by name with
  * their Rss, largest first (what the overhead is made of).
  *
@@ -188,7 +189,7 @@ static int cmp_name_rss(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bootbench [-i INTERVAL_US] [-m GUEST_PREFIX] [-b] OUTFILE -- VMM [ARGS...]\n");
+    fprintf(stderr, "usage: bootbench [-i INTERVAL_US] [-m GUEST_PREFIX] [-t SECONDS] [-b] OUTFILE -- VMM [ARGS...]\n");
     exit(2);
 }
 
@@ -196,11 +197,13 @@ int main(int argc, char **argv)
 {
     long interval_us = 2000;
     const char *guest_prefix = "/memfd:";
+    long timeout_s = 0;
     bool breakdown = false;
     int opt;
-    while ((opt = getopt(argc, argv, "+i:m:b")) != -1) {
+    while ((opt = getopt(argc, argv, "+i:m:t:b")) != -1) {
         switch (opt) {
         case 'i': interval_us = strtol(optarg, NULL, 10); break;
+        case 't': timeout_s = strtol(optarg, NULL, 10); break;
         case 'm': guest_prefix = optarg; break;
         case 'b': breakdown = true; break;
         default: usage();
@@ -242,8 +245,14 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
     uint64_t end_ns = 0;
     uint64_t next_ns = t0;
+    bool killed = false;
     for (;;) {
         uint64_t t = now_ns();
+        if (timeout_s > 0 && !killed && t - t0 > (uint64_t)timeout_s * 1000000000u) {
+            fprintf(stderr, "bootbench: %s still running after %ld s: killing it\n", vmm_argv[0], timeout_s);
+            kill(pid, SIGKILL);
+            killed = true;
+        }
         if (t >= next_ns) {
             if (take_sample(path, guest_prefix, breakdown, &cur)) {
                 samples++;
@@ -281,6 +290,7 @@ int main(int argc, char **argv)
            (unsigned long long)((end_ns - t0) / 1000), (unsigned long long)peak.rss_kib,
            (unsigned long long)peak.anon_kib, (unsigned long long)peak.guest_kib, samples,
            (unsigned long long)cpu_us, ru.ru_maxrss, code);
+    fflush(stdout);
     if (breakdown && have_peak) {
         qsort(peak.names, peak.name_count, sizeof(peak.names[0]), cmp_name_rss);
         for (size_t i = 0; i < peak.name_count; i++)

@@ -127,8 +127,11 @@ typedef struct cove_exit {
 const char *cove_state_name(cove_state state);
 const char *cove_exit_kind_name(cove_exit_kind kind);
 
-/* Called from a libcove thread after every state change; keep it short and do not call
- * cove_vm_free() from it. */
+/*
+ * Called after every state change, in order, from whichever thread made the change (the
+ * caller of cove_vm_start, or a libcove vCPU thread). It may query the VM; it must not free it
+ * or block waiting for it to end.
+ */
 typedef void (*cove_state_fn)(cove_vm *vm, cove_state state, void *opaque);
 
 /* Creates a VM from a configuration (which is copied, and validated again). */

@@ -75,6 +75,7 @@ struct cove_vm {
     bool ended;
     cove_state_fn callback;
     void *callback_opaque;
+    unsigned pending_callbacks; /* state changes whose callback has not returned yet */
     int state_fd;
 
     atomic_bool stopping;
@@ -135,29 +136,51 @@ static uint64_t monotonic_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Call with vm->lock held; returns whether the callback must run (after unlocking). */
-static bool set_state_locked(cove_vm *vm, cove_state state)
+/*
+ * A state change to report to the callback once vm->lock is released. Callbacks run outside
+ * the lock (so they may query the VM), and pending_callbacks lets the final one wait for the
+ * others, so a caller never sees "stopped" before "stopping".
+ */
+struct state_note {
+    cove_state state;
+    cove_state_fn callback;
+    void *opaque;
+};
+
+/* Call with vm->lock held. */
+static struct state_note set_state_locked(cove_vm *vm, cove_state state)
 {
     if (vm->state == state)
-        return false;
+        return (struct state_note){0};
     vm->state = state;
     uint64_t one = 1;
     if (write(vm->state_fd, &one, sizeof(one)) < 0) {
         /* The counter cannot overflow in practice; a failed wake-up only delays pollers. */
     }
     pthread_cond_broadcast(&vm->changed);
-    return vm->callback != NULL;
+    if (vm->callback)
+        vm->pending_callbacks++;
+    return (struct state_note){state, vm->callback, vm->callback_opaque};
+}
+
+/* Call without vm->lock. */
+static void deliver_state(cove_vm *vm, struct state_note note)
+{
+    if (!note.callback)
+        return;
+    note.callback(vm, note.state, note.opaque);
+    pthread_mutex_lock(&vm->lock);
+    vm->pending_callbacks--;
+    pthread_cond_broadcast(&vm->changed);
+    pthread_mutex_unlock(&vm->lock);
 }
 
 static void set_state(cove_vm *vm, cove_state state)
 {
     pthread_mutex_lock(&vm->lock);
-    bool notify = set_state_locked(vm, state);
-    cove_state_fn callback = vm->callback;
-    void *opaque = vm->callback_opaque;
+    struct state_note note = set_state_locked(vm, state);
     pthread_mutex_unlock(&vm->lock);
-    if (notify)
-        callback(vm, state, opaque);
+    deliver_state(vm, note);
 }
 
 static void kick_vcpus(cove_vm *vm)
@@ -183,16 +206,13 @@ static void vm_finish(cove_vm *vm, cove_exit_kind kind, const char *reason)
         vm->exit.kind = kind;
         snprintf(vm->exit.reason, sizeof(vm->exit.reason), "%s", reason);
     }
-    bool notify = false;
+    struct state_note note = {0};
     if (vm->state == COVE_STATE_RUNNING)
-        notify = set_state_locked(vm, COVE_STATE_STOPPING);
-    cove_state_fn callback = vm->callback;
-    void *opaque = vm->callback_opaque;
+        note = set_state_locked(vm, COVE_STATE_STOPPING);
     pthread_mutex_unlock(&vm->lock);
     atomic_store(&vm->stopping, true);
     kick_vcpus(vm);
-    if (notify)
-        callback(vm, COVE_STATE_STOPPING, opaque);
+    deliver_state(vm, note);
 }
 
 static bool exit_is_clean(cove_exit_kind kind)
@@ -200,34 +220,39 @@ static bool exit_is_clean(cove_exit_kind kind)
     return kind == COVE_EXIT_POWEROFF || kind == COVE_EXIT_REBOOT || kind == COVE_EXIT_STOPPED;
 }
 
+static void io_wake(void *opaque)
+{
+    cove_vm *vm = opaque;
+    uint64_t one = 1;
+    if (write(vm->io_wake_fd, &one, sizeof(one)) < 0) {
+        /* cannot fail for an eventfd short of overflow */
+    }
+}
+
 /* The last vCPU thread out settles the final state and lets the I/O thread go. */
 static void vcpu_thread_done(cove_vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     bool last = --vm->vcpus_running == 0;
-    bool notify = false;
-    cove_state final = COVE_STATE_STOPPED;
+    struct state_note note = {0};
     if (last) {
         if (vm->exit.kind == COVE_EXIT_NONE) {
             vm->exit.kind = COVE_EXIT_HOST_ERROR;
             snprintf(vm->exit.reason, sizeof(vm->exit.reason), "all vCPUs stopped");
         }
-        final = exit_is_clean(vm->exit.kind) ? COVE_STATE_STOPPED : COVE_STATE_ERROR;
+        /* Earlier callbacks ("stopping") go out before the final one. */
+        while (vm->pending_callbacks > 0)
+            pthread_cond_wait(&vm->changed, &vm->lock);
         vm->ended = true;
-        notify = set_state_locked(vm, final);
+        note = set_state_locked(vm, exit_is_clean(vm->exit.kind) ? COVE_STATE_STOPPED
+                                                                 : COVE_STATE_ERROR);
     }
-    cove_state_fn callback = vm->callback;
-    void *opaque = vm->callback_opaque;
     pthread_mutex_unlock(&vm->lock);
     if (!last)
         return;
     atomic_store(&vm->io_quit, true);
-    uint64_t one = 1;
-    if (write(vm->io_wake_fd, &one, sizeof(one)) < 0) {
-        /* cannot fail for an eventfd short of overflow */
-    }
-    if (notify)
-        callback(vm, final, opaque);
+    io_wake(vm);
+    deliver_state(vm, note);
 }
 
 /* ---- devices to VMM ---- */
@@ -385,15 +410,6 @@ static void install_kick_handler_once(void)
 static pthread_once_t kick_handler_once = PTHREAD_ONCE_INIT;
 
 /* ---- the I/O thread: console input now, virtio queues later ---- */
-
-static void io_wake(void *opaque)
-{
-    cove_vm *vm = opaque;
-    uint64_t one = 1;
-    if (write(vm->io_wake_fd, &one, sizeof(one)) < 0) {
-        /* cannot fail for an eventfd short of overflow */
-    }
-}
 
 static bool serial_wants_input(cove_vm *vm)
 {
