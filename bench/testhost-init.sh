@@ -83,7 +83,6 @@ run_one() {
     case $2 in
         cove) run_cove "$1" ;;
         qemu) run_qemu "$1" qemu /usr/bin/qemu-system-x86_64 ;;
-        qemu-microvm) run_qemu "$1" qemu-microvm /usr/bin/qemu-system-x86_64-microvm ;;
     esac
 }
 

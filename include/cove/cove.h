@@ -156,9 +156,12 @@ cove_state cove_vm_state(const cove_vm *vm);
 /* A descriptor that becomes readable whenever the state changes (for poll/epoll). Reading it
  * is not needed; cove_vm_state() tells the new state. */
 int cove_vm_state_fd(const cove_vm *vm);
-/* Waits until the VM has ended or timeout_ms passes (-1: no limit). Returns the state. */
+/*
+ * Waits until the VM has ended (its final state callback has returned) or timeout_ms passes
+ * (-1: no limit). Returns the state.
+ */
 cove_state cove_vm_wait(cove_vm *vm, int timeout_ms);
-/* Why the VM ended; kind COVE_EXIT_NONE while it has not. */
+/* Why the VM ended; kind COVE_EXIT_NONE until it has (as cove_vm_wait sees it). */
 cove_exit cove_vm_exit(const cove_vm *vm);
 
 /*

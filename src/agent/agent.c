@@ -8,8 +8,9 @@
  * as a clean exit.
  *
  * PID 1 must never exit (the kernel would panic), so every setup failure is reported on one
- * line and skipped. The session is supervised by a reap loop that later can grow into the
- * event loop of the vsock exec server.
+ * line and skipped. The session is supervised by a poll loop (child exits through a signalfd,
+ * the ACPI power button through evdev) that later can grow into the event loop of the vsock
+ * exec server.
  */
 #include "agent_util.h"
 
@@ -17,6 +18,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/input.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +28,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/reboot.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -37,6 +41,9 @@
 #define AGENT_SHELL "/bin/sh"
 #define AGENT_PATH "/bin:/sbin:/usr/bin:/usr/sbin"
 #define AGENT_HOSTNAME "cove"
+#define AGENT_MAX_BUTTONS 4
+#define AGENT_INPUT_DEVICES 32
+#define AGENT_STOP_GRACE_MS 5000 /* how long the session may take to exit after SIGTERM */
 
 /* One line on the console (stderr), prefixed with the program name. */
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -50,18 +57,34 @@ static void say(const char *format, ...)
     va_end(args);
 }
 
+/* Set once the boot-complete byte went out: the VMM must see it only once. */
+static bool boot_signalled;
+
 /*
  * Boot timer: the VMM records when this byte arrives. Under another VMM the port is
- * unclaimed and the write is lost, and without ioperm (no CAP_SYS_RAWIO) it is skipped.
+ * unclaimed and the write is lost. ioperm() needs CONFIG_X86_IOPL_IOPERM; without it the
+ * byte goes through /dev/port (CONFIG_DEVPORT) instead, which exists only once devtmpfs is
+ * mounted, so this is called again then. Failures are silent: the timer is optional.
  */
 static void signal_boot_complete(void)
 {
+    if (boot_signalled)
+        return;
 #if defined(__x86_64__) || defined(__i386__)
     if (ioperm(COVE_BOOT_PORT, 1, 1) == 0) {
         outb(COVE_BOOT_MAGIC, COVE_BOOT_PORT);
         ioperm(COVE_BOOT_PORT, 1, 0);
+        boot_signalled = true;
+        return;
     }
 #endif
+    int fd = open("/dev/port", O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    const unsigned char magic = COVE_BOOT_MAGIC;
+    if (pwrite(fd, &magic, 1, COVE_BOOT_PORT) == 1)
+        boot_signalled = true;
+    close(fd);
 }
 
 static void mount_one(const char *source, const char *target, const char *type,
@@ -106,6 +129,7 @@ static void setup_filesystems(void)
 
     /* /dev first: it gives the console on which the other steps report failures. */
     mount_one("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755");
+    signal_boot_complete(); /* the /dev/port fallback, if ioperm() was not available */
     ensure_stdio();
     mount_one("proc", "/proc", "proc", nosuid_nodev | MS_NOEXEC, NULL);
     mount_one("sysfs", "/sys", "sysfs", nosuid_nodev | MS_NOEXEC, NULL);
@@ -157,6 +181,9 @@ static pid_t spawn_session(const char *command)
     if (pid > 0)
         return pid;
 
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* PID 1 blocks SIGCHLD for its signalfd */
     attach_console();
     if (command != NULL)
         execl(AGENT_SHELL, "sh", "-c", command, (char *)NULL);
@@ -166,20 +193,113 @@ static pid_t spawn_session(const char *command)
     _exit(127);
 }
 
-/*
- * Reaps every child (orphans are re-parented to PID 1) until `session` ends; returns its
- * wait status.
- */
-static int wait_session(pid_t session)
+/* Whether an evdev node reports KEY_POWER: the ACPI power button cove presses to ask for a
+ * graceful stop. */
+static bool has_power_key(int fd)
 {
-    for (;;) {
-        int status;
-        pid_t pid = waitpid(-1, &status, 0);
-        if (pid == session)
-            return status;
-        if (pid < 0 && errno == ECHILD)
-            return 0; /* cannot happen while session lives; do not spin */
+    unsigned long keys[KEY_MAX / (8 * sizeof(unsigned long)) + 1] = {0};
+    if (ioctl(fd, EVIOCGBIT(EV_KEY, sizeof(keys)), keys) < 0)
+        return false;
+    return keys[KEY_POWER / (8 * sizeof(long))] >> (KEY_POWER % (8 * sizeof(long))) & 1;
+}
+
+static int open_power_buttons(int *fds, int max)
+{
+    int count = 0;
+    for (int i = 0; i < AGENT_INPUT_DEVICES && count < max; i++) {
+        char path[32];
+        snprintf(path, sizeof(path), "/dev/input/event%d", i);
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        if (has_power_key(fd))
+            fds[count++] = fd;
+        else
+            close(fd);
     }
+    return count;
+}
+
+static bool power_key_pressed(int fd)
+{
+    struct input_event events[16];
+    ssize_t n = read(fd, events, sizeof(events));
+    for (ssize_t i = 0; i < n / (ssize_t)sizeof(events[0]); i++)
+        if (events[i].type == EV_KEY && events[i].code == KEY_POWER && events[i].value == 1)
+            return true;
+    return false;
+}
+
+/* Reaps every exited child (orphans are re-parented to PID 1); true when `session` was one. */
+static bool reap_children(pid_t session, int *session_status)
+{
+    bool ended = false;
+    int status;
+    pid_t pid;
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == session) {
+            *session_status = status;
+            ended = true;
+        }
+    }
+    return ended;
+}
+
+/* The power button: ask the session to end, then give it a moment before powering off. */
+static void stop_session(pid_t session, int child_fd)
+{
+    say("power button pressed: stopping");
+    kill(-session, SIGTERM);
+    kill(session, SIGTERM);
+    int status;
+    for (int waited = 0; waited < AGENT_STOP_GRACE_MS; waited += 100) {
+        struct pollfd pfd = {.fd = child_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0) {
+            struct signalfd_siginfo info;
+            if (read(child_fd, &info, sizeof(info)) < 0) {
+                /* nothing to drain */
+            }
+        }
+        if (reap_children(session, &status))
+            return;
+    }
+}
+
+/*
+ * Supervises `session` until it ends (returns its wait status) or the power button is pressed
+ * (returns -1 once the session has been asked to stop). child_fd is a signalfd for SIGCHLD.
+ */
+static int wait_session(pid_t session, int child_fd)
+{
+    struct pollfd fds[1 + AGENT_MAX_BUTTONS];
+    int buttons[AGENT_MAX_BUTTONS];
+    int button_count = open_power_buttons(buttons, AGENT_MAX_BUTTONS);
+    fds[0] = (struct pollfd){.fd = child_fd, .events = POLLIN};
+    for (int i = 0; i < button_count; i++)
+        fds[1 + i] = (struct pollfd){.fd = buttons[i], .events = POLLIN};
+    int status = 0;
+    bool ended = false;
+    while (!ended) {
+        if (poll(fds, (nfds_t)(1 + button_count), -1) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents & POLLIN) {
+            struct signalfd_siginfo info;
+            if (read(child_fd, &info, sizeof(info)) < 0) {
+                /* spurious: the reap below decides */
+            }
+        }
+        ended = reap_children(session, &status);
+        for (int i = 0; i < button_count && !ended; i++) {
+            if ((fds[1 + i].revents & POLLIN) && power_key_pressed(buttons[i])) {
+                stop_session(session, child_fd);
+                ended = true;
+                status = -1;
+            }
+        }
+    }
+    for (int i = 0; i < button_count; i++)
+        close(buttons[i]);
+    return status;
 }
 
 static void report_status(int status)
@@ -213,10 +333,27 @@ int main(int argc, char *argv[])
     if (argc > 1 && command == NULL)
         say("out of memory joining the command; starting a shell instead");
 
+    /* SIGCHLD through a signalfd, so one poll() watches children and the power button. */
+    sigset_t child;
+    sigemptyset(&child);
+    sigaddset(&child, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &child, NULL);
+    int child_fd = signalfd(-1, &child, SFD_CLOEXEC);
+    if (child_fd < 0)
+        say("signalfd: %s", strerror(errno));
+
     pid_t session = spawn_session(command);
     free(command);
-    if (session > 0)
-        report_status(wait_session(session));
+    if (session > 0 && child_fd >= 0) {
+        int status = wait_session(session, child_fd);
+        if (status != -1)
+            report_status(status);
+    } else if (session > 0) {
+        int status = 0;
+        while (waitpid(session, &status, 0) < 0 && errno == EINTR)
+            continue;
+        report_status(status);
+    }
 
     power_off();
     return 0;

@@ -243,7 +243,6 @@ static void vcpu_thread_done(cove_vm *vm)
         /* Earlier callbacks ("stopping") go out before the final one. */
         while (vm->pending_callbacks > 0)
             pthread_cond_wait(&vm->changed, &vm->lock);
-        vm->ended = true;
         note = set_state_locked(vm, exit_is_clean(vm->exit.kind) ? COVE_STATE_STOPPED
                                                                  : COVE_STATE_ERROR);
     }
@@ -253,6 +252,15 @@ static void vcpu_thread_done(cove_vm *vm)
     atomic_store(&vm->io_quit, true);
     io_wake(vm);
     deliver_state(vm, note);
+    /* Only now do waiters return and the exit show: by then every callback has run. */
+    pthread_mutex_lock(&vm->lock);
+    vm->ended = true;
+    pthread_cond_broadcast(&vm->changed);
+    uint64_t one = 1;
+    if (write(vm->state_fd, &one, sizeof(one)) < 0) {
+        /* as in set_state_locked */
+    }
+    pthread_mutex_unlock(&vm->lock);
 }
 
 /* ---- devices to VMM ---- */

@@ -1,12 +1,13 @@
 # Helpers sourced by the e2e cases (tests/e2e/cases/*.sh). POSIX sh, busybox-compatible: the
 # cases also run inside the busybox-only test host.
 #
-# Environment given by the runner: COVE, KERNEL, VMLINUX, INITRD, WORK (empty scratch dir).
+# Environment given by the runner: COVE, VM_API (the libcove API test program), KERNEL,
+# VMLINUX, INITRD, WORK (empty scratch dir).
 #
 # A case records failed checks with `fail` (it keeps going, so one run shows every broken
 # check) and ends with `finish`, which exits 1 if any check failed.
 
-: "${COVE:?}" "${KERNEL:?}" "${VMLINUX:?}" "${INITRD:?}" "${WORK:?}"
+: "${COVE:?}" "${VM_API:?}" "${KERNEL:?}" "${VMLINUX:?}" "${INITRD:?}" "${WORK:?}"
 
 # Most runs of cove are bounded by this (seconds), so a hung VM fails one check quickly
 # instead of eating the whole case timeout.

@@ -8,14 +8,14 @@
 #
 #   run-cases.sh CASE.sh...
 #
-# Environment: COVE, KERNEL, VMLINUX, INITRD (passed on to the cases); E2E_SCRATCH, a
+# Environment: COVE, VM_API, KERNEL, VMLINUX, INITRD (passed on to the cases); E2E_SCRATCH, a
 # directory for the cases' WORK dirs (default: a new temporary one); E2E_CASE_TIMEOUT,
 # seconds per case (default 180). POSIX sh and busybox-compatible: it is the core of the
 # test host's /init as well as of direct mode.
 set -u
 
-: "${COVE:?}" "${KERNEL:?}" "${VMLINUX:?}" "${INITRD:?}"
-export COVE KERNEL VMLINUX INITRD
+: "${COVE:?}" "${VM_API:?}" "${KERNEL:?}" "${VMLINUX:?}" "${INITRD:?}"
+export COVE VM_API KERNEL VMLINUX INITRD
 case_timeout=${E2E_CASE_TIMEOUT:-180}
 scratch=${E2E_SCRATCH:-$(mktemp -d "${TMPDIR:-/tmp}/cove-e2e-work.XXXXXX")}
 mkdir -p "$scratch"

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Cove end-to-end tests: boots real guests with the cove CLI and checks what they do.
 #
-#   run.sh [--cove PATH] [--initrd PATH] [--filter PATTERN] [--log PATH] [--mode direct|testhost]
+#   run.sh [--cove PATH] [--vm-api PATH] [--initrd PATH] [--filter PATTERN] [--log PATH]
+#          [--mode direct|testhost]
+#
+# --vm-api is the libcove API test program (tests/e2e/vm_api.c), run by the cases as $VM_API.
 #
 # Cases are tests/e2e/cases/NN-name.sh (see lib.sh for their environment). --filter keeps the
 # cases whose name contains PATTERN (a shell glob, e.g. 'signals' or '[0-4]?-*').
@@ -23,6 +26,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
 cove=$root/build/src/cli/cove
+vm_api=$root/build/tests/e2e/vm_api
 initrd=$root/build/guest/initramfs.cpio.gz
 filter=
 log=
@@ -30,6 +34,7 @@ mode=
 while [ $# -gt 0 ]; do
     case $1 in
         --cove) cove=${2:?--cove needs a path}; shift 2 ;;
+        --vm-api) vm_api=${2:?--vm-api needs a path}; shift 2 ;;
         --initrd) initrd=${2:?--initrd needs a path}; shift 2 ;;
         --filter) filter=${2:?--filter needs a pattern}; shift 2 ;;
         --log) log=${2:?--log needs a path}; shift 2 ;;
@@ -54,8 +59,10 @@ abspath() {
 }
 
 [ -x "$cove" ] || suite_fail "cove binary '$cove' not found (build it, or pass --cove)"
+[ -x "$vm_api" ] || suite_fail "API test program '$vm_api' not found (build it, or pass --vm-api)"
 [ -f "$initrd" ] || suite_fail "guest initramfs '$initrd' not found (build it, or pass --initrd)"
 cove=$(abspath "$cove")
+vm_api=$(abspath "$vm_api")
 initrd=$(abspath "$initrd")
 
 # ---- Cases ----
@@ -151,7 +158,7 @@ case_files() {
 started=$(date +%s)
 if [ "$mode" = direct ]; then
     # shellcheck disable=SC2046
-    COVE=$cove KERNEL=$kernel VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
+    COVE=$cove VM_API=$vm_api KERNEL=$kernel VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
         "$here/run-cases.sh" $(case_files "$here/cases") 2>&1 | tee "$log" | stream
 else
     # The test host's initramfs: busybox (added by build-initramfs.sh), cove with the shared
@@ -160,7 +167,8 @@ else
     overlay=$tmp/overlay
     mkdir -p "$overlay/e2e/bin" "$overlay/e2e/guest" "$overlay/e2e/cases"
     cp "$cove" "$overlay/e2e/bin/cove"
-    for lib in $(ldd "$cove" 2>/dev/null | grep -o '/[^ ]*'); do
+    cp "$vm_api" "$overlay/e2e/bin/vm_api"
+    for lib in $(ldd "$cove" "$vm_api" 2>/dev/null | grep -o '/[^ ]*'); do
         mkdir -p "$overlay${lib%/*}"
         cp -L "$lib" "$overlay$lib"
     done

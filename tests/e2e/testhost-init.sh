@@ -14,6 +14,7 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 
 export COVE=/e2e/bin/cove
+export VM_API=/e2e/bin/vm_api
 export KERNEL=/e2e/guest/bzImage
 export VMLINUX=/e2e/guest/vmlinux
 export INITRD=/e2e/guest/initramfs.cpio.gz
@@ -22,8 +23,14 @@ export E2E_SCRATCH=/tmp/e2e
 E2E_CASE_TIMEOUT=$(cat /e2e/case-timeout 2>/dev/null)
 [ -n "$E2E_CASE_TIMEOUT" ] && export E2E_CASE_TIMEOUT
 
+# Keep kernel messages (e.g. KVM complaining about guest MSR writes) from splitting the
+# result lines on the console; they are printed after the run instead.
+dmesg -n 1
+
 echo "COVE-E2E-HOST kernel $(uname -r), $(nproc) CPUs, $(awk '/^MemTotal/ { print $2 }' /proc/meminfo) kB," \
     "kvm: $(if [ -c /dev/kvm ]; then echo present; else echo MISSING; fi)"
 /e2e/run-cases.sh /e2e/cases/*.sh
+echo "COVE-E2E-HOST kernel log (last 60 lines):"
+dmesg | tail -n 60 | sed "s/^/    /"
 sync
 poweroff -f
