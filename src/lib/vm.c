@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -26,6 +25,7 @@
 #include "arch/x86_64/layout.h"
 #include "bus/io_bus.h"
 #include "config_internal.h"
+#include "console.h"
 #include "devices/acpi_pm.h"
 #include "devices/boot_timer.h"
 #include "devices/i8042.h"
@@ -35,6 +35,7 @@
 #include "devices/uart.h"
 #include "guest_mem.h"
 #include "hv/kvm.h"
+#include "io_loop.h"
 
 /* The signal that pulls a vCPU thread out of KVM_RUN. A real-time signal nobody else is
  * likely to use; its handler does nothing, the interruption is the point. */
@@ -60,8 +61,7 @@ struct serial_io {
     int in_fd;        /* -1: no input */
     int out_fd;       /* -1: output discarded */
     int owned_out_fd; /* the console file cove opened, closed at free */
-    bool in_pollable; /* false for regular files, which epoll refuses */
-    bool in_eof;
+    struct console_input *input;
 };
 
 struct cove_vm {
@@ -93,9 +93,7 @@ struct cove_vm {
     unsigned vcpu_count;
     unsigned vcpus_running;
 
-    int epoll_fd;
-    int io_wake_fd; /* wakes the I/O thread: input space freed, or time to quit */
-    atomic_bool io_quit;
+    struct io_loop *io_loop;
     pthread_t io_thread;
     bool io_thread_started;
 };
@@ -220,13 +218,11 @@ static bool exit_is_clean(cove_exit_kind kind)
     return kind == COVE_EXIT_POWEROFF || kind == COVE_EXIT_REBOOT || kind == COVE_EXIT_STOPPED;
 }
 
+/* The UART has room for input again: let the I/O loop resume reading. */
 static void io_wake(void *opaque)
 {
     cove_vm *vm = opaque;
-    uint64_t one = 1;
-    if (write(vm->io_wake_fd, &one, sizeof(one)) < 0) {
-        /* cannot fail for an eventfd short of overflow */
-    }
+    io_loop_wake(vm->io_loop);
 }
 
 /* The last vCPU thread out settles the final state and lets the I/O thread go. */
@@ -249,8 +245,7 @@ static void vcpu_thread_done(cove_vm *vm)
     pthread_mutex_unlock(&vm->lock);
     if (!last)
         return;
-    atomic_store(&vm->io_quit, true);
-    io_wake(vm);
+    io_loop_stop(vm->io_loop);
     deliver_state(vm, note);
     /* Only now do waiters return and the exit show: by then every callback has run. */
     pthread_mutex_lock(&vm->lock);
@@ -419,64 +414,42 @@ static pthread_once_t kick_handler_once = PTHREAD_ONCE_INIT;
 
 /* ---- the I/O thread: console input now, virtio queues later ---- */
 
-static bool serial_wants_input(cove_vm *vm)
+static int fail(cove_error *error, int err, const char *fmt, const char *detail)
 {
-    return vm->serial.in_fd >= 0 && !vm->serial.in_eof && uart_rx_space(vm->dev.uart) > 0;
+    if (error)
+        snprintf(error->message, sizeof(error->message), fmt, detail);
+    return err;
 }
 
-static void serial_read_input(cove_vm *vm)
+static bool io_prepare(void *opaque)
 {
-    uint8_t buf[1024];
-    size_t space = uart_rx_space(vm->dev.uart);
-    if (space > sizeof(buf))
-        space = sizeof(buf);
-    if (space == 0)
-        return;
-    ssize_t n = read(vm->serial.in_fd, buf, space);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return;
-    if (n <= 0) {
-        vm->serial.in_eof = true;
-        return;
-    }
-    uart_receive(vm->dev.uart, buf, (size_t)n);
-}
-
-/* Keeps the input descriptor in the epoll set exactly while the UART can take bytes, so a
- * guest that never reads its console cannot make us buffer without bound. */
-static void serial_update_interest(cove_vm *vm, bool *registered)
-{
-    bool want = vm->serial.in_pollable && serial_wants_input(vm);
-    if (want == *registered)
-        return;
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
-    epoll_ctl(vm->epoll_fd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, vm->serial.in_fd, &ev);
-    *registered = want;
+    cove_vm *vm = opaque;
+    return vm->serial.input && console_input_prepare(vm->serial.input);
 }
 
 static void *io_thread(void *arg)
 {
     cove_vm *vm = arg;
-    bool registered = false;
-    while (!atomic_load(&vm->io_quit)) {
-        serial_update_interest(vm, &registered);
-        bool file_input = !vm->serial.in_pollable && serial_wants_input(vm);
-        struct epoll_event events[4];
-        int n = epoll_wait(vm->epoll_fd, events, 4, file_input ? 0 : -1);
-        for (int i = 0; i < n; i++) {
-            if (events[i].data.u32 == 0) {
-                uint64_t count;
-                if (read(vm->io_wake_fd, &count, sizeof(count)) < 0) {
-                    /* spurious wake-up: nothing to drain */
-                }
-            } else if (serial_wants_input(vm)) {
-                serial_read_input(vm);
-            }
-        }
-        if (file_input)
-            serial_read_input(vm);
-    }
+    io_loop_run(vm->io_loop);
     return NULL;
+}
+
+static size_t uart_space(void *device) { return uart_rx_space(device); }
+static size_t uart_take(void *device, const uint8_t *buf, size_t len)
+{
+    return uart_receive(device, buf, len);
+}
+
+static int attach_serial_input(cove_vm *vm, cove_error *error)
+{
+    if (vm->serial.in_fd < 0)
+        return 0;
+    struct console_sink sink = {.space = uart_space, .receive = uart_take, .device = vm->dev.uart};
+    vm->serial.input = console_input_new(vm->io_loop, vm->serial.in_fd, &sink);
+    if (!vm->serial.input)
+        return fail(error, -EINVAL, "serial: cannot watch input descriptor %s", "for reading");
+    io_loop_set_prepare(vm->io_loop, io_prepare, vm);
+    return 0;
 }
 
 static int open_serial(cove_vm *vm, cove_error *error)
@@ -505,24 +478,11 @@ static int open_serial(cove_vm *vm, cove_error *error)
         s->out_fd = s->owned_out_fd;
         break;
     }
-    if (s->in_fd >= 0) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 1};
-        /* Probe pollability once; the I/O thread re-adds it when it wants input. */
-        s->in_pollable = epoll_ctl(vm->epoll_fd, EPOLL_CTL_ADD, s->in_fd, &ev) == 0;
-        if (s->in_pollable)
-            epoll_ctl(vm->epoll_fd, EPOLL_CTL_DEL, s->in_fd, &ev);
-    }
     return 0;
 }
 
 /* ---- building the machine ---- */
 
-static int fail(cove_error *error, int err, const char *fmt, const char *detail)
-{
-    if (error)
-        snprintf(error->message, sizeof(error->message), fmt, detail);
-    return err;
-}
 
 static int create_devices(cove_vm *vm, cove_error *error)
 {
@@ -658,6 +618,8 @@ static int build_machine(cove_vm *vm, cove_error *error)
         r = open_serial(vm, error);
     if (r == 0)
         r = create_devices(vm, error);
+    if (r == 0)
+        r = attach_serial_input(vm, error);
     struct boot_entry entry;
     if (r == 0)
         r = load_guest(vm, &entry, error);
@@ -696,11 +658,8 @@ cove_vm *cove_vm_new(const cove_config *config, cove_error *error)
     io_bus_init(&vm->pio);
     io_bus_init(&vm->mmio);
     vm->state_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    vm->io_wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    vm->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
-    if (vm->state_fd < 0 || vm->io_wake_fd < 0 || vm->epoll_fd < 0 ||
-        epoll_ctl(vm->epoll_fd, EPOLL_CTL_ADD, vm->io_wake_fd, &ev) < 0) {
+    vm->io_loop = io_loop_new();
+    if (vm->state_fd < 0 || !vm->io_loop) {
         snprintf(error->message, sizeof(error->message), "creating event descriptors: %s",
                  strerror(errno));
         cove_vm_free(vm);
@@ -840,8 +799,7 @@ static void join_threads(cove_vm *vm)
         if (vm->vcpus[i].thread_started)
             pthread_join(vm->vcpus[i].thread, NULL);
     if (vm->io_thread_started) {
-        atomic_store(&vm->io_quit, true);
-        io_wake(vm);
+        io_loop_stop(vm->io_loop);
         pthread_join(vm->io_thread, NULL);
     }
 }
@@ -868,10 +826,8 @@ void cove_vm_free(cove_vm *vm)
         close(vm->serial.owned_out_fd);
     if (vm->state_fd >= 0)
         close(vm->state_fd);
-    if (vm->io_wake_fd >= 0)
-        close(vm->io_wake_fd);
-    if (vm->epoll_fd >= 0)
-        close(vm->epoll_fd);
+    console_input_free(vm->serial.input);
+    io_loop_free(vm->io_loop);
     cove_config_free(vm->config);
     pthread_cond_destroy(&vm->changed);
     pthread_mutex_destroy(&vm->lock);
