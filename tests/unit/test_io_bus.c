@@ -22,6 +22,7 @@
 #include "devices/pvpanic.h"
 #include "devices/rtc.h"
 #include "devices/uart.h"
+#include "fake_machine.h"
 
 struct access_log {
     int reads, writes;
@@ -182,25 +183,8 @@ static void test_many_ranges_sorted(void **state)
 
 /* --- hostile input against the whole port space ------------------------------------------ */
 
-struct counting_sink {
-    int irq_changes, events;
-};
-
-static void count_irq(void *ctx, unsigned gsi, int level)
-{
-    (void)gsi;
-    (void)level;
-    ((struct counting_sink *)ctx)->irq_changes++;
-}
-
-static void count_event(void *ctx, enum machine_event event)
-{
-    (void)event;
-    ((struct counting_sink *)ctx)->events++;
-}
-
 struct machine {
-    struct io_bus bus;
+    struct fake_machine fm;
     struct uart *uart;
     struct i8042 *i8042;
     struct rtc *rtc;
@@ -209,23 +193,25 @@ struct machine {
     struct boot_timer *boot;
 };
 
-static void machine_build(struct machine *m, const struct machine_sink *sink, int out_fd)
+static void machine_build(struct machine *m, int out_fd)
 {
-    io_bus_init(&m->bus);
+    const struct machine_sink *sink = &m->fm.sink;
+
+    fm_init(&m->fm, 0);
     m->uart = uart_new(sink, 4, out_fd);
     m->i8042 = i8042_new(sink);
     m->rtc = rtc_new();
     m->pm = acpi_pm_new(sink);
     m->pvpanic = pvpanic_new(sink);
     m->boot = boot_timer_new(sink);
-    assert_int_equal(uart_register(m->uart, &m->bus), 0);
-    assert_int_equal(i8042_register(m->i8042, &m->bus), 0);
-    assert_int_equal(rtc_register(m->rtc, &m->bus), 0);
-    assert_int_equal(acpi_pm_register(m->pm, &m->bus), 0);
-    assert_int_equal(pvpanic_register(m->pvpanic, &m->bus), 0);
-    assert_int_equal(boot_timer_register(m->boot, &m->bus), 0);
+    assert_int_equal(uart_register(m->uart, &m->fm.bus), 0);
+    assert_int_equal(i8042_register(m->i8042, &m->fm.bus), 0);
+    assert_int_equal(rtc_register(m->rtc, &m->fm.bus), 0);
+    assert_int_equal(acpi_pm_register(m->pm, &m->fm.bus), 0);
+    assert_int_equal(pvpanic_register(m->pvpanic, &m->fm.bus), 0);
+    assert_int_equal(boot_timer_register(m->boot, &m->fm.bus), 0);
     /* A second device on the same ports is refused. */
-    assert_int_equal(uart_register(m->uart, &m->bus), -EEXIST);
+    assert_int_equal(uart_register(m->uart, &m->fm.bus), -EEXIST);
 }
 
 static void machine_destroy(struct machine *m)
@@ -236,7 +222,7 @@ static void machine_destroy(struct machine *m)
     acpi_pm_free(m->pm);
     pvpanic_free(m->pvpanic);
     boot_timer_free(m->boot);
-    io_bus_destroy(&m->bus);
+    fm_destroy(&m->fm);
 }
 
 static uint64_t xorshift(uint64_t *s)
@@ -260,9 +246,9 @@ static void hostile_step(struct machine *m, uint64_t *seed)
     memcpy(data, &r, sizeof(data));
     data[0] = (uint8_t)(r >> 40);
     if ((r >> 16) & 1)
-        io_bus_write(&m->bus, port, data, size);
+        io_bus_write(&m->fm.bus, port, data, size);
     else
-        io_bus_read(&m->bus, port, data, size);
+        io_bus_read(&m->fm.bus, port, data, size);
     if (((r >> 17) & 63) == 0) {
         static const uint8_t input[800];
         uart_receive(m->uart, input, size * 100); /* host input racing the guest's reads */
@@ -271,8 +257,6 @@ static void hostile_step(struct machine *m, uint64_t *seed)
 
 static void test_hostile_input(void **state)
 {
-    struct counting_sink counts = {0};
-    const struct machine_sink sink = {count_irq, count_event, &counts};
     struct machine m;
     uint64_t seed = 0x5eed5eed12345678ULL;
     int out_fd = open("/dev/null", O_WRONLY);
@@ -280,7 +264,7 @@ static void test_hostile_input(void **state)
 
     (void)state;
     assert_true(out_fd >= 0);
-    machine_build(&m, &sink, out_fd);
+    machine_build(&m, out_fd);
     for (int i = 0; i < 2000; i++) /* warm-up: let every lazily allocated libc path settle */
         hostile_step(&m, &seed);
     before = mallinfo2().uordblks;
@@ -288,8 +272,8 @@ static void test_hostile_input(void **state)
         hostile_step(&m, &seed);
     assert_int_equal(mallinfo2().uordblks, before);
     assert_true(uart_rx_space(m.uart) <= UART_RX_CAPACITY);
-    assert_true(counts.irq_changes > 0);
-    assert_true(counts.events > 0);
+    assert_true(m.fm.irq_calls > 0);
+    assert_true(m.fm.event_total > 0);
     machine_destroy(&m);
     close(out_fd);
 }

@@ -8,8 +8,8 @@
 #include <cmocka.h>
 
 #include "arch/x86_64/layout.h"
-#include "bus/io_bus.h"
 #include "devices/rtc.h"
+#include "fake_machine.h"
 
 #define INDEX X86_CMOS_PORT
 #define DATA (X86_CMOS_PORT + 1)
@@ -18,7 +18,7 @@
 
 struct fixture {
     time_t now;
-    struct io_bus bus;
+    struct fake_machine fm; /* only its bus: the RTC raises no interrupt and no event */
     struct rtc *rtc;
 };
 
@@ -32,9 +32,9 @@ static int setup(void **state)
     struct fixture *f = test_calloc(1, sizeof(*f));
 
     f->now = T_2026_11_21_123456;
-    io_bus_init(&f->bus);
+    fm_init(&f->fm, FM_NO_IRQS | FM_NO_EVENTS);
     f->rtc = rtc_new_with_clock(fake_now, f);
-    if (!f->rtc || rtc_register(f->rtc, &f->bus))
+    if (!f->rtc || rtc_register(f->rtc, &f->fm.bus))
         return -1;
     *state = f;
     return 0;
@@ -45,24 +45,21 @@ static int teardown(void **state)
     struct fixture *f = *state;
 
     rtc_free(f->rtc);
-    io_bus_destroy(&f->bus);
+    fm_destroy(&f->fm);
     test_free(f);
     return 0;
 }
 
 static uint8_t cmos_read(struct fixture *f, uint8_t index)
 {
-    uint8_t val;
-
-    assert_true(io_bus_write(&f->bus, INDEX, &index, 1));
-    assert_true(io_bus_read(&f->bus, DATA, &val, 1));
-    return val;
+    fm_out8(&f->fm, INDEX, index);
+    return fm_in8(&f->fm, DATA);
 }
 
 static void cmos_write(struct fixture *f, uint8_t index, uint8_t val)
 {
-    assert_true(io_bus_write(&f->bus, INDEX, &index, 1));
-    assert_true(io_bus_write(&f->bus, DATA, &val, 1));
+    fm_out8(&f->fm, INDEX, index);
+    fm_out8(&f->fm, DATA, val);
 }
 
 static const uint8_t clock_regs[] = {0x00, 0x02, 0x04, 0x06, 0x07, 0x08, 0x09, 0x32};
@@ -141,12 +138,10 @@ static void test_word_write_sets_index_then_data(void **state)
 {
     struct fixture *f = *state;
     const uint8_t word[2] = {0x50, 0x99};
-    uint8_t val;
 
-    assert_true(io_bus_write(&f->bus, INDEX, word, 2));
+    assert_true(io_bus_write(&f->fm.bus, INDEX, word, 2));
     assert_int_equal(cmos_read(f, 0x50), 0x99);
-    assert_true(io_bus_read(&f->bus, INDEX, &val, 1));
-    assert_int_equal(val, 0xff); /* the index port is write-only */
+    assert_int_equal(fm_in8(&f->fm, INDEX), 0xff); /* the index port is write-only */
 }
 
 int main(void)

@@ -14,8 +14,8 @@
 #include <cmocka.h>
 
 #include "arch/x86_64/layout.h"
-#include "bus/io_bus.h"
 #include "devices/uart.h"
+#include "fake_machine.h"
 
 #define THR (X86_COM1_PORT + 0)
 #define IER (X86_COM1_PORT + 1)
@@ -26,33 +26,8 @@
 #define MSR (X86_COM1_PORT + 6)
 #define SCR (X86_COM1_PORT + 7)
 
-struct fake_sink {
-    int level;
-    int rises; /* 0 -> 1 transitions: what an edge-triggered IOAPIC delivers */
-    unsigned gsi;
-};
-
-static void fake_set_irq(void *ctx, unsigned gsi, int level)
-{
-    struct fake_sink *f = ctx;
-
-    if (level && !f->level)
-        f->rises++;
-    f->level = level;
-    f->gsi = gsi;
-}
-
-static void fake_event(void *ctx, enum machine_event event)
-{
-    (void)ctx;
-    (void)event;
-    fail_msg("the uart raised a machine event");
-}
-
 struct fixture {
-    struct fake_sink sink_state;
-    struct machine_sink sink;
-    struct io_bus bus;
+    struct fake_machine fm;
     struct uart *uart;
     int pipe_fds[2]; /* the uart writes to [1]; the test reads [0] */
     int callbacks;
@@ -62,12 +37,11 @@ static int setup(void **state)
 {
     struct fixture *f = test_calloc(1, sizeof(*f));
 
-    f->sink = (struct machine_sink){fake_set_irq, fake_event, &f->sink_state};
+    fm_init(&f->fm, FM_NO_EVENTS); /* the uart raises no machine event */
     if (pipe2(f->pipe_fds, O_NONBLOCK))
         return -1;
-    io_bus_init(&f->bus);
-    f->uart = uart_new(&f->sink, X86_COM1_IRQ, f->pipe_fds[1]);
-    if (!f->uart || uart_register(f->uart, &f->bus))
+    f->uart = uart_new(&f->fm.sink, X86_COM1_IRQ, f->pipe_fds[1]);
+    if (!f->uart || uart_register(f->uart, &f->fm.bus))
         return -1;
     *state = f;
     return 0;
@@ -78,24 +52,11 @@ static int teardown(void **state)
     struct fixture *f = *state;
 
     uart_free(f->uart);
-    io_bus_destroy(&f->bus);
+    fm_destroy(&f->fm);
     close(f->pipe_fds[0]);
     close(f->pipe_fds[1]);
     test_free(f);
     return 0;
-}
-
-static void out8(struct fixture *f, uint16_t port, uint8_t val)
-{
-    assert_true(io_bus_write(&f->bus, port, &val, 1));
-}
-
-static uint8_t in8(struct fixture *f, uint16_t port)
-{
-    uint8_t val;
-
-    assert_true(io_bus_read(&f->bus, port, &val, 1));
-    return val;
 }
 
 static ssize_t drain_pipe(struct fixture *f, char *buf, size_t len)
@@ -110,9 +71,9 @@ static void test_transmit_to_fd(void **state)
     struct fixture *f = *state;
     char buf[16];
 
-    out8(f, THR, 'h');
-    out8(f, THR, 'i');
-    out8(f, THR, '\n');
+    fm_out8(&f->fm, THR, 'h');
+    fm_out8(&f->fm, THR, 'i');
+    fm_out8(&f->fm, THR, '\n');
     assert_int_equal(drain_pipe(f, buf, sizeof(buf)), 3);
     assert_memory_equal(buf, "hi\n", 3);
 }
@@ -122,81 +83,82 @@ static void test_divisor_latch(void **state)
     struct fixture *f = *state;
     char buf[4];
 
-    out8(f, LCR, 0x83); /* DLAB | 8N1 */
-    out8(f, THR, 0x01);
-    out8(f, IER, 0x02);
-    assert_int_equal(in8(f, THR), 0x01);
-    assert_int_equal(in8(f, IER), 0x02);
-    assert_int_equal(f->sink_state.rises, 0); /* DLM, not IER: no THRE interrupt enabled */
+    fm_out8(&f->fm, LCR, 0x83); /* DLAB | 8N1 */
+    fm_out8(&f->fm, THR, 0x01);
+    fm_out8(&f->fm, IER, 0x02);
+    assert_int_equal(fm_in8(&f->fm, THR), 0x01);
+    assert_int_equal(fm_in8(&f->fm, IER), 0x02);
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 0); /* DLM, not IER: no THRE interrupt enabled */
     assert_int_equal(drain_pipe(f, buf, sizeof(buf)), 0); /* DLL write is not a transmit */
 
-    out8(f, LCR, 0x03);
-    assert_int_equal(in8(f, LCR), 0x03);
-    assert_int_equal(in8(f, IER), 0x00);
-    out8(f, IER, 0xff);
-    assert_int_equal(in8(f, IER), 0x0f); /* only four enable bits exist (Linux probes this) */
-    out8(f, LCR, 0x83);
-    assert_int_equal(in8(f, THR), 0x01);
-    assert_int_equal(in8(f, IER), 0x02);
+    fm_out8(&f->fm, LCR, 0x03);
+    assert_int_equal(fm_in8(&f->fm, LCR), 0x03);
+    assert_int_equal(fm_in8(&f->fm, IER), 0x00);
+    fm_out8(&f->fm, IER, 0xff);
+    /* Only four enable bits exist (Linux probes this). */
+    assert_int_equal(fm_in8(&f->fm, IER), 0x0f);
+    fm_out8(&f->fm, LCR, 0x83);
+    assert_int_equal(fm_in8(&f->fm, THR), 0x01);
+    assert_int_equal(fm_in8(&f->fm, IER), 0x02);
 }
 
 static void test_lsr_and_scratch(void **state)
 {
     struct fixture *f = *state;
 
-    assert_int_equal(in8(f, LSR), 0x60); /* THRE | TEMT, no data */
-    out8(f, THR, 'x');
-    assert_int_equal(in8(f, LSR) & 0x60, 0x60); /* transmission is instantaneous */
-    out8(f, SCR, 0x5a);
-    assert_int_equal(in8(f, SCR), 0x5a);
-    assert_int_equal(in8(f, MSR), 0xb0); /* DCD | DSR | CTS: a connected line */
+    assert_int_equal(fm_in8(&f->fm, LSR), 0x60); /* THRE | TEMT, no data */
+    fm_out8(&f->fm, THR, 'x');
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x60, 0x60); /* transmission is instantaneous */
+    fm_out8(&f->fm, SCR, 0x5a);
+    assert_int_equal(fm_in8(&f->fm, SCR), 0x5a);
+    assert_int_equal(fm_in8(&f->fm, MSR), 0xb0); /* DCD | DSR | CTS: a connected line */
 }
 
 static void test_thre_interrupt(void **state)
 {
     struct fixture *f = *state;
 
-    assert_int_equal(in8(f, IIR), 0x01);
-    out8(f, IER, 0x02);
-    assert_int_equal(f->sink_state.rises, 1);
-    assert_int_equal(f->sink_state.level, 1);
-    assert_int_equal(f->sink_state.gsi, X86_COM1_IRQ);
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x01);
+    fm_out8(&f->fm, IER, 0x02);
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 1);
+    assert_int_equal(f->fm.level[X86_COM1_IRQ], 1);
+    assert_int_equal(f->fm.last_gsi, X86_COM1_IRQ);
 
-    assert_int_equal(in8(f, IIR), 0x02);
-    assert_int_equal(f->sink_state.level, 0); /* reading IIR acknowledged THRE */
-    assert_int_equal(in8(f, IIR), 0x01);
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x02);
+    assert_int_equal(f->fm.level[X86_COM1_IRQ], 0); /* reading IIR acknowledged THRE */
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x01);
 
-    out8(f, THR, 'a'); /* each transmit makes THR empty again: a new interrupt */
-    assert_int_equal(f->sink_state.rises, 2);
-    assert_int_equal(in8(f, IIR), 0x02);
+    fm_out8(&f->fm, THR, 'a'); /* each transmit makes THR empty again: a new interrupt */
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 2);
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x02);
 
     /* Linux's THRE test: IER off then on again must re-latch the interrupt. */
-    out8(f, IER, 0x00);
-    out8(f, IER, 0x02);
-    assert_int_equal(f->sink_state.rises, 3);
-    assert_int_equal(in8(f, IIR), 0x02);
+    fm_out8(&f->fm, IER, 0x00);
+    fm_out8(&f->fm, IER, 0x02);
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 3);
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x02);
 
-    out8(f, IIR, 0x01); /* FCR: enable FIFOs, shown in IIR's top bits */
-    assert_int_equal(in8(f, IIR), 0xc1);
+    fm_out8(&f->fm, IIR, 0x01); /* FCR: enable FIFOs, shown in IIR's top bits */
+    assert_int_equal(fm_in8(&f->fm, IIR), 0xc1);
 }
 
 static void test_receive(void **state)
 {
     struct fixture *f = *state;
 
-    out8(f, IER, 0x01);
-    assert_int_equal(f->sink_state.rises, 0);
+    fm_out8(&f->fm, IER, 0x01);
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 0);
     assert_int_equal(uart_receive(f->uart, (const uint8_t *)"abc", 3), 3);
-    assert_int_equal(f->sink_state.rises, 1);
-    assert_int_equal(in8(f, IIR), 0x04);
-    assert_int_equal(in8(f, LSR) & 0x01, 0x01);
-    assert_int_equal(in8(f, THR), 'a');
-    assert_int_equal(in8(f, THR), 'b');
-    assert_int_equal(f->sink_state.level, 1);
-    assert_int_equal(in8(f, THR), 'c');
-    assert_int_equal(in8(f, LSR) & 0x01, 0x00);
-    assert_int_equal(f->sink_state.level, 0);
-    assert_int_equal(in8(f, IIR), 0x01);
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 1);
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x04);
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x01, 0x01);
+    assert_int_equal(fm_in8(&f->fm, THR), 'a');
+    assert_int_equal(fm_in8(&f->fm, THR), 'b');
+    assert_int_equal(f->fm.level[X86_COM1_IRQ], 1);
+    assert_int_equal(fm_in8(&f->fm, THR), 'c');
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x01, 0x00);
+    assert_int_equal(f->fm.level[X86_COM1_IRQ], 0);
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x01);
     assert_int_equal(uart_rx_space(f->uart), UART_RX_CAPACITY);
 }
 
@@ -205,15 +167,15 @@ static void test_new_source_while_high_gives_edge(void **state)
 {
     struct fixture *f = *state;
 
-    out8(f, IER, 0x01);
+    fm_out8(&f->fm, IER, 0x01);
     uart_receive(f->uart, (const uint8_t *)"x", 1);
-    assert_int_equal(f->sink_state.rises, 1);
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 1);
     uart_receive(f->uart, (const uint8_t *)"y", 1); /* more data while the guest is busy */
-    assert_int_equal(f->sink_state.rises, 2);
-    out8(f, IER, 0x03); /* THRE joins while RDI holds the line high */
-    assert_int_equal(f->sink_state.rises, 3);
-    assert_int_equal(f->sink_state.level, 1);
-    assert_int_equal(in8(f, IIR), 0x04); /* received data outranks THRE */
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 2);
+    fm_out8(&f->fm, IER, 0x03); /* THRE joins while RDI holds the line high */
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 3);
+    assert_int_equal(f->fm.level[X86_COM1_IRQ], 1);
+    assert_int_equal(fm_in8(&f->fm, IIR), 0x04); /* received data outranks THRE */
 }
 
 static void callback(void *opaque)
@@ -237,19 +199,19 @@ static void test_receive_bound_and_space_callback(void **state)
 
     for (i = 0; i < UART_RX_CAPACITY - UART_RX_WAKE_SPACE; i++) {
         assert_int_equal(f->callbacks, 0);
-        assert_int_equal(in8(f, THR), (uint8_t)(i * 7));
+        assert_int_equal(fm_in8(&f->fm, THR), (uint8_t)(i * 7));
     }
     assert_int_equal(f->callbacks, 1);
     assert_int_equal(uart_rx_space(f->uart), UART_RX_WAKE_SPACE);
     for (; i < UART_RX_CAPACITY; i++)
-        assert_int_equal(in8(f, THR), (uint8_t)(i * 7));
+        assert_int_equal(fm_in8(&f->fm, THR), (uint8_t)(i * 7));
     assert_int_equal(f->callbacks, 1); /* once per time the buffer filled, not per byte */
-    assert_int_equal(in8(f, LSR) & 0x01, 0);
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x01, 0);
 
     /* Input that never fills the buffer never triggers the callback. */
     assert_int_equal(uart_receive(f->uart, big, 100), 100);
     for (i = 0; i < 100; i++)
-        in8(f, THR);
+        fm_in8(&f->fm, THR);
     assert_int_equal(f->callbacks, 1);
 }
 
@@ -264,7 +226,7 @@ static void test_space_callback_after_exact_fill(void **state)
     assert_int_equal(uart_receive(f->uart, big, uart_rx_space(f->uart)), UART_RX_CAPACITY - 100);
     assert_int_equal(uart_rx_space(f->uart), 0);
     for (int i = 0; i < UART_RX_CAPACITY; i++)
-        in8(f, THR);
+        fm_in8(&f->fm, THR);
     assert_int_equal(f->callbacks, 1);
 }
 
@@ -273,24 +235,24 @@ static void test_loopback(void **state)
     struct fixture *f = *state;
     char buf[4];
 
-    out8(f, MCR, 0x1a); /* LOOP | OUT2 | RTS, as Linux's 8250 probe does */
-    assert_int_equal(in8(f, MSR) & 0xf0, 0x90);
-    out8(f, MCR, 0x15); /* LOOP | OUT1 | DTR */
-    assert_int_equal(in8(f, MSR) & 0xf0, 0x60);
+    fm_out8(&f->fm, MCR, 0x1a); /* LOOP | OUT2 | RTS, as Linux's 8250 probe does */
+    assert_int_equal(fm_in8(&f->fm, MSR) & 0xf0, 0x90);
+    fm_out8(&f->fm, MCR, 0x15); /* LOOP | OUT1 | DTR */
+    assert_int_equal(fm_in8(&f->fm, MSR) & 0xf0, 0x60);
 
-    out8(f, IER, 0x01);
-    out8(f, THR, 'q');
+    fm_out8(&f->fm, IER, 0x01);
+    fm_out8(&f->fm, THR, 'q');
     assert_int_equal(drain_pipe(f, buf, sizeof(buf)), 0); /* nothing leaves in loopback */
-    assert_int_equal(f->sink_state.rises, 1);
-    assert_int_equal(in8(f, LSR) & 0x01, 0x01);
-    assert_int_equal(in8(f, THR), 'q');
+    assert_int_equal(f->fm.rises[X86_COM1_IRQ], 1);
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x01, 0x01);
+    assert_int_equal(fm_in8(&f->fm, THR), 'q');
 
     /* The external line is disconnected: host input is taken and lost. */
     assert_int_equal(uart_receive(f->uart, (const uint8_t *)"zz", 2), 2);
-    assert_int_equal(in8(f, LSR) & 0x01, 0x00);
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x01, 0x00);
 
-    out8(f, MCR, 0x00);
-    out8(f, THR, 'o');
+    fm_out8(&f->fm, MCR, 0x00);
+    fm_out8(&f->fm, THR, 'o');
     assert_int_equal(drain_pipe(f, buf, sizeof(buf)), 1);
     assert_int_equal(buf[0], 'o');
 }
@@ -299,13 +261,13 @@ static void test_loopback_overrun(void **state)
 {
     struct fixture *f = *state;
 
-    out8(f, MCR, 0x10);
+    fm_out8(&f->fm, MCR, 0x10);
     for (int i = 0; i < UART_RX_CAPACITY + 5; i++)
-        out8(f, THR, (uint8_t)i);
+        fm_out8(&f->fm, THR, (uint8_t)i);
     assert_int_equal(uart_rx_space(f->uart), 0);
-    assert_int_equal(in8(f, LSR) & 0x03, 0x03); /* DR | OE */
-    assert_int_equal(in8(f, LSR) & 0x02, 0x00); /* OE clears on read */
-    assert_int_equal(in8(f, THR), 0);
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x03, 0x03); /* DR | OE */
+    assert_int_equal(fm_in8(&f->fm, LSR) & 0x02, 0x00); /* OE clears on read */
+    assert_int_equal(fm_in8(&f->fm, THR), 0);
 }
 
 static void test_fifo_clear_drops_only_fifo(void **state)
@@ -316,9 +278,9 @@ static void test_fifo_clear_drops_only_fifo(void **state)
     for (int i = 0; i < 40; i++)
         data[i] = (uint8_t)i;
     assert_int_equal(uart_receive(f->uart, data, 40), 40);
-    out8(f, IIR, 0x07); /* FCR: enable, clear receive and transmit FIFOs */
+    fm_out8(&f->fm, IIR, 0x07); /* FCR: enable, clear receive and transmit FIFOs */
     assert_int_equal(uart_rx_space(f->uart), UART_RX_CAPACITY - 24);
-    assert_int_equal(in8(f, THR), 16);
+    assert_int_equal(fm_in8(&f->fm, THR), 16);
 }
 
 /* --- back-pressure end to end: a producer thread and a "guest" reading concurrently ------- */
@@ -367,11 +329,11 @@ static void test_backpressure_threads(void **state)
     uart_set_rx_space_cb(f->uart, post_space, &p);
     assert_int_equal(pthread_create(&thread, NULL, produce, &p), 0);
     for (size_t got = 0; got < STREAM_LEN;) {
-        if (!(in8(f, LSR) & 0x01)) {
+        if (!(fm_in8(&f->fm, LSR) & 0x01)) {
             sched_yield();
             continue;
         }
-        assert_int_equal(in8(f, THR), (uint8_t)(got % 251));
+        assert_int_equal(fm_in8(&f->fm, THR), (uint8_t)(got % 251));
         got++;
     }
     assert_int_equal(pthread_join(thread, NULL), 0);
