@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(
     build-essential pkg-config meson ninja-build   # the build
     libcmocka-dev                                  # unit tests
+    clang libclang-rt-14-dev                       # libFuzzer targets (tests/fuzz)
+    liburing-dev                                   # virtio-blk I/O
     linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils  # the guest kernel
     busybox-static                                 # the default guest userspace
     qemu-system-x86                                # the nested test host and the benchmarks' reference

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the machine (scripts/setup.sh) and runs every test: unit tests in the normal build,
-# the same unit tests under ASan+UBSan, and the
+# the same unit tests under ASan+UBSan, the libFuzzer targets for a bounded time, and the
 # end-to-end suite on a real KVM (directly, or inside the nested test host when this host's
 # /dev/kvm is not hardware-backed). Ends with one line "N passed, N failed".
 set -uo pipefail
@@ -13,6 +13,11 @@ if [[ ! -f build-asan/build.ninja ]]; then
         -Dc_args=-fno-sanitize-recover=all >/dev/null || exit 1
 fi
 ninja -C build-asan >/dev/null || { echo "test: sanitizer build failed"; echo "0 passed, 1 failed"; exit 1; }
+# The fuzz build: clang, for libFuzzer. Each target runs for a bounded time.
+if [[ ! -f build-fuzz/build.ninja ]]; then
+    CC=clang meson setup build-fuzz -Db_lundef=false >/dev/null || exit 1
+fi
+ninja -C build-fuzz >/dev/null || { echo "test: fuzz build failed"; echo "0 passed, 1 failed"; exit 1; }
 
 passed=0
 failed=0
@@ -53,6 +58,7 @@ PY
 
 run_suite build unit "unit tests"
 run_suite build-asan unit "unit tests under ASan+UBSan"
+run_suite build-fuzz fuzz "fuzz targets (bounded runs)"
 run_suite build e2e "end-to-end on real KVM" --verbose
 
 echo "$passed passed, $failed failed"

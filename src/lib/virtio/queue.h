@@ -89,6 +89,12 @@ bool virtq_should_signal(struct virtq *q);
  */
 bool virtq_enable_notify(struct virtq *q);
 
+/*
+ * Asks the driver not to notify while the device is draining the ring (VIRTQ_USED_F_NO_NOTIFY;
+ * with event idx nothing is written: avail_event simply stays behind until re-armed).
+ */
+void virtq_disable_notify(struct virtq *q);
+
 /* Copies helpers for devices: gather from the readable / scatter into the writable buffers. */
 size_t virtq_read(const struct virtq_elem *elem, size_t offset, void *dst, size_t len);
 size_t virtq_write(const struct virtq_elem *elem, size_t offset, const void *src, size_t len);

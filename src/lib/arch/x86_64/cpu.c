@@ -160,22 +160,22 @@ static int set_msrs(struct kvm_vcpu *vcpu, char *error, size_t error_len)
         {MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WRITEBACK},
     };
     enum { COUNT = sizeof(initial) / sizeof(initial[0]) };
-    struct {
-        struct kvm_msrs header;
-        struct kvm_msr_entry entries[COUNT];
-    } msrs = {.header.nmsrs = COUNT};
+    struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + COUNT * sizeof(struct kvm_msr_entry));
+    if (!msrs)
+        return -ENOMEM;
+    msrs->nmsrs = COUNT;
     for (unsigned i = 0; i < COUNT; i++) {
-        msrs.entries[i].index = initial[i].index;
-        msrs.entries[i].data = initial[i].value;
+        msrs->entries[i].index = initial[i].index;
+        msrs->entries[i].data = initial[i].value;
     }
-    int r = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
-    if (r < 0)
-        return fail(error, error_len, "KVM_SET_MSRS");
-    if (r != COUNT) {
+    int r = ioctl(vcpu->fd, KVM_SET_MSRS, msrs);
+    int err = r < 0 ? fail(error, error_len, "KVM_SET_MSRS") : 0;
+    if (r >= 0 && r != COUNT) {
         snprintf(error, error_len, "KVM_SET_MSRS: MSR 0x%x refused", initial[r].index);
-        return -EINVAL;
+        err = -EINVAL;
     }
-    return 0;
+    free(msrs);
+    return err;
 }
 
 /* LINT0 delivers the legacy PIC (ExtINT), LINT1 NMIs, as firmware leaves them. */
