@@ -65,12 +65,56 @@ int cove_config_set_cmdline(cove_config *config, const char *cmdline);
 void cove_config_set_cpus(cove_config *config, unsigned cpus);
 void cove_config_set_memory(cove_config *config, uint64_t bytes);
 
-/* The serial console (16550A on COM1). The default is COVE_CONSOLE_NONE. */
+/*
+ * Where the console is attached: its output goes there and its input comes from there. The
+ * default is COVE_CONSOLE_NONE. The names predate the choice of console device (below): they
+ * attach whichever device is chosen.
+ */
 void cove_config_set_serial_none(cove_config *config);
 void cove_config_set_serial_stdio(cove_config *config);
 /* in_fd may be -1 for output only. The descriptors stay owned by the caller. */
 void cove_config_set_serial_fds(cove_config *config, int in_fd, int out_fd);
 int cove_config_set_serial_file(cove_config *config, const char *path);
+
+/* The console device, which the attachment above applies to. */
+typedef enum cove_console_device {
+    COVE_CONSOLE_DEVICE_SERIAL, /* 16550A UART on COM1 (the default); guest console=ttyS0 */
+    COVE_CONSOLE_DEVICE_VIRTIO, /* virtio-console, port 0; guest console=hvc0 */
+} cove_console_device;
+
+void cove_config_set_console_device(cove_config *config, cove_console_device device);
+
+/* Disks: raw images (regular files or block devices) attached as virtio-blk devices. */
+
+/* The most disks a VM may have; cove_config_validate reports more. */
+#define COVE_DISK_MAX 16
+/* The longest disk serial, in bytes (the virtio-blk device ID). */
+#define COVE_DISK_SERIAL_MAX 20
+
+typedef enum cove_cache_mode {
+    COVE_CACHE_HOST, /* through the host's page cache (the default) */
+    COVE_CACHE_NONE, /* O_DIRECT: around the host's page cache */
+} cove_cache_mode;
+
+/* A zeroed struct is the defaults: read-write, COVE_CACHE_HOST, no serial. */
+typedef struct cove_disk_options {
+    bool read_only;
+    cove_cache_mode cache;
+    const char *serial; /* up to COVE_DISK_SERIAL_MAX bytes; NULL or "": none */
+} cove_disk_options;
+
+/*
+ * Attaches the image at path as the next disk; options NULL means the defaults. Path and
+ * serial are copied. Returns the disk's index (0, 1, ... in the order added), -EINVAL for a
+ * NULL or empty path, or -ENOMEM. Only cove_config_validate looks at the image.
+ */
+int cove_config_add_disk(cove_config *config, const char *path, const cove_disk_options *options);
+
+/*
+ * Entropy: a virtio-rng device, so the guest has good randomness from early boot. Off by
+ * default.
+ */
+void cove_config_set_entropy(cove_config *config, bool enabled);
 
 const char *cove_config_kernel(const cove_config *config);
 const char *cove_config_initrd(const cove_config *config);
@@ -78,6 +122,15 @@ const char *cove_config_cmdline(const cove_config *config);
 unsigned cove_config_cpus(const cove_config *config);
 uint64_t cove_config_memory(const cove_config *config);
 cove_console_kind cove_config_serial_kind(const cove_config *config);
+cove_console_device cove_config_console_device(const cove_config *config);
+size_t cove_config_disk_count(const cove_config *config);
+/*
+ * Disk index: returns its path and, when options is not NULL, fills *options (serial NULL
+ * when it has none). Returns NULL when there is no such disk. The strings belong to the
+ * configuration and last until it is freed.
+ */
+const char *cove_config_disk(const cove_config *config, size_t index, cove_disk_options *options);
+bool cove_config_entropy(const cove_config *config);
 
 /* Every problem validation found, each one line. */
 typedef struct cove_problems {
@@ -88,7 +141,8 @@ typedef struct cove_problems {
 /*
  * Checks the whole configuration and reports every problem, not just the first. Returns the
  * number of problems (0 means valid). problems may be NULL; otherwise free it with
- * cove_problems_free(). Reads the kernel and initrd headers, so it touches the file system.
+ * cove_problems_free(). Reads the kernel and initrd headers and opens the disk images
+ * read-only, so it touches the file system; it creates and changes nothing.
  */
 size_t cove_config_validate(const cove_config *config, cove_problems *problems);
 void cove_problems_free(cove_problems *problems);

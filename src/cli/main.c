@@ -42,7 +42,16 @@ static void usage(FILE *out)
             "  --cmdline STRING     kernel command line\n"
             "  --cpus N             number of vCPUs (default 1)\n"
             "  --memory SIZE        guest memory, e.g. 512M or 2G (default 512M)\n"
-            "  --serial KIND        serial console: stdio (default), none, or file:PATH\n"
+            "  --console DEVICE     console device: serial (16550A on COM1, default; guest\n"
+            "                       console=ttyS0) or hvc (virtio-console; guest console=hvc0)\n"
+            "  --serial KIND        where the console goes: stdio (default), none, or file:PATH\n"
+            "  --disk PATH[,ro][,cache=none|host][,serial=ID]\n"
+            "                       attach a raw disk image or block device (virtio-blk);\n"
+            "                       repeatable, at most 16. ro: read-only; cache=none: O_DIRECT,\n"
+            "                       cache=host: page cache (default); serial=ID: up to 20 bytes.\n"
+            "                       Write a comma in PATH or ID as ,,\n"
+            "  --rng, --no-rng      virtio-rng entropy device (default on here, unlike in\n"
+            "                       libcove: a CI guest needs entropy at boot)\n"
             "  --boot-timer         report when the guest's init signalled boot-complete\n"
             "\n"
             "exit status: 0 guest powered off or rebooted; 1 guest failure; 2 bad usage or\n"
@@ -87,7 +96,107 @@ static int parse_serial(cove_config *config, const char *text)
     return -1;
 }
 
-enum { OPT_KERNEL = 256, OPT_INITRD, OPT_CMDLINE, OPT_CPUS, OPT_MEMORY, OPT_SERIAL, OPT_BOOT_TIMER };
+static int parse_console(cove_config *config, const char *text)
+{
+    if (strcmp(text, "serial") == 0)
+        cove_config_set_console_device(config, COVE_CONSOLE_DEVICE_SERIAL);
+    else if (strcmp(text, "hvc") == 0)
+        cove_config_set_console_device(config, COVE_CONSOLE_DEVICE_VIRTIO);
+    else {
+        fprintf(stderr, "cove: --console '%s': use serial or hvc\n", text);
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * Copies a --disk spec into fields, ending each comma-separated field with a NUL; ",," is a
+ * comma inside a field. fields has room for strlen(spec) + 1 bytes. Returns the field count.
+ */
+static size_t split_fields(const char *spec, char *fields)
+{
+    size_t count = 1;
+    for (; *spec; spec++) {
+        if (spec[0] == ',' && spec[1] == ',') {
+            *fields++ = ',';
+            spec++;
+        } else if (spec[0] == ',') {
+            *fields++ = '\0';
+            count++;
+        } else {
+            *fields++ = *spec;
+        }
+    }
+    *fields = '\0';
+    return count;
+}
+
+/* One sub-option of --disk SPEC into options (options->serial may then point into field). */
+static int parse_disk_option(const char *spec, const char *field, cove_disk_options *options)
+{
+    if (strcmp(field, "ro") == 0)
+        options->read_only = true;
+    else if (strcmp(field, "cache=host") == 0)
+        options->cache = COVE_CACHE_HOST;
+    else if (strcmp(field, "cache=none") == 0)
+        options->cache = COVE_CACHE_NONE;
+    else if (strncmp(field, "serial=", 7) == 0)
+        options->serial = field + 7;
+    else {
+        fprintf(stderr, "cove: --disk '%s': unknown option '%s' (use ro, cache=none|host, "
+                "serial=ID)\n", spec, field);
+        return -1;
+    }
+    return 0;
+}
+
+static int add_disk(cove_config *config, const char *spec, const char *path,
+                    const cove_disk_options *options)
+{
+    int index = cove_config_add_disk(config, path, options);
+    if (index == -EINVAL)
+        fprintf(stderr, "cove: --disk '%s': no image path (use PATH[,ro][,cache=none|host]"
+                "[,serial=ID])\n", spec);
+    else if (index < 0)
+        fprintf(stderr, "cove: --disk '%s': %s\n", spec, strerror(-index));
+    return index < 0 ? -1 : 0;
+}
+
+/* --disk PATH[,ro][,cache=none|host][,serial=ID]; the image itself is checked by validation. */
+static int parse_disk(cove_config *config, const char *spec)
+{
+    char *fields = malloc(strlen(spec) + 1);
+    if (!fields) {
+        fprintf(stderr, "cove: out of memory\n");
+        return -1;
+    }
+    size_t count = split_fields(spec, fields);
+    cove_disk_options options = {.cache = COVE_CACHE_HOST};
+    const char *field = fields;
+    int r = 0;
+    for (size_t i = 1; i < count && r == 0; i++) {
+        field += strlen(field) + 1;
+        r = parse_disk_option(spec, field, &options);
+    }
+    if (r == 0)
+        r = add_disk(config, spec, fields, &options);
+    free(fields);
+    return r;
+}
+
+enum {
+    OPT_KERNEL = 256,
+    OPT_INITRD,
+    OPT_CMDLINE,
+    OPT_CPUS,
+    OPT_MEMORY,
+    OPT_CONSOLE,
+    OPT_SERIAL,
+    OPT_DISK,
+    OPT_RNG,
+    OPT_NO_RNG,
+    OPT_BOOT_TIMER,
+};
 
 static int apply_option(cove_config *config, struct run_options *opts, int opt, const char *arg)
 {
@@ -112,8 +221,16 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
         }
         cove_config_set_memory(config, bytes);
         return 0;
+    case OPT_CONSOLE:
+        return parse_console(config, arg);
     case OPT_SERIAL:
         return parse_serial(config, arg);
+    case OPT_DISK:
+        return parse_disk(config, arg);
+    case OPT_RNG:
+    case OPT_NO_RNG:
+        cove_config_set_entropy(config, opt == OPT_RNG);
+        return 0;
     case OPT_BOOT_TIMER:
         opts->boot_timer = true;
         return 0;
@@ -130,7 +247,11 @@ static int parse_run_args(int argc, char **argv, cove_config *config, struct run
         {"cmdline", required_argument, NULL, OPT_CMDLINE},
         {"cpus", required_argument, NULL, OPT_CPUS},
         {"memory", required_argument, NULL, OPT_MEMORY},
+        {"console", required_argument, NULL, OPT_CONSOLE},
         {"serial", required_argument, NULL, OPT_SERIAL},
+        {"disk", required_argument, NULL, OPT_DISK},
+        {"rng", no_argument, NULL, OPT_RNG},
+        {"no-rng", no_argument, NULL, OPT_NO_RNG},
         {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -295,6 +416,8 @@ static int cmd_run(int argc, char **argv, uint64_t started_ns)
         return EXIT_HOST_FAILED;
     }
     cove_config_set_serial_stdio(config);
+    /* Unlike libcove's default: a CI guest wants entropy at boot (--no-rng turns it off). */
+    cove_config_set_entropy(config, true);
     struct run_options opts = {0};
     int status;
     if (parse_run_args(argc, argv, config, &opts) < 0 || report_problems(config) < 0)

@@ -5,10 +5,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,6 +28,8 @@
 #define GUEST_PAGE_SIZE 4096u
 /* Enough of a kernel file for the detector: the bzImage setup header or the ELF headers. */
 #define KERNEL_HEAD_SIZE 4096u
+/* virtio-blk counts capacity in 512-byte sectors, whatever the image's block size. */
+#define DISK_SECTOR_SIZE 512u
 
 /* ---- Building a configuration ---- */
 
@@ -38,7 +43,20 @@ cove_config *cove_config_new(void)
     config->serial_kind = COVE_CONSOLE_NONE;
     config->serial_in_fd = -1;
     config->serial_out_fd = -1;
+    config->console_device = COVE_CONSOLE_DEVICE_SERIAL;
+    config->entropy = false;
     return config;
+}
+
+static void free_disks(cove_config *config)
+{
+    for (size_t i = 0; i < config->disk_count; i++) {
+        free(config->disks[i].path);
+        free(config->disks[i].serial);
+    }
+    free(config->disks);
+    config->disks = NULL;
+    config->disk_count = config->disk_capacity = 0;
 }
 
 void cove_config_free(cove_config *config)
@@ -49,6 +67,7 @@ void cove_config_free(cove_config *config)
     free(config->initrd_path);
     free(config->cmdline);
     free(config->serial_path);
+    free_disks(config);
     free(config);
 }
 
@@ -138,6 +157,52 @@ int cove_config_set_serial_file(cove_config *config, const char *path)
     return 0;
 }
 
+void cove_config_set_console_device(cove_config *config, cove_console_device device)
+{
+    config->console_device = device;
+}
+
+void cove_config_set_entropy(cove_config *config, bool enabled)
+{
+    config->entropy = enabled;
+}
+
+/* Makes room for one more disk. */
+static int grow_disks(cove_config *config)
+{
+    if (config->disk_count < config->disk_capacity)
+        return 0;
+    size_t capacity = config->disk_capacity ? 2 * config->disk_capacity : 4;
+    struct cove_disk_config *grown = realloc(config->disks, capacity * sizeof(*grown));
+    if (!grown)
+        return -ENOMEM;
+    config->disks = grown;
+    config->disk_capacity = capacity;
+    return 0;
+}
+
+int cove_config_add_disk(cove_config *config, const char *path, const cove_disk_options *options)
+{
+    static const cove_disk_options defaults = {.read_only = false, .cache = COVE_CACHE_HOST};
+    if (!options)
+        options = &defaults;
+    if (!is_path(path))
+        return -EINVAL;
+    /* More than COVE_DISK_MAX is recorded for validation to report; an int index is the end. */
+    if (config->disk_count >= INT_MAX)
+        return -E2BIG;
+    if (grow_disks(config) < 0)
+        return -ENOMEM;
+    struct cove_disk_config disk = {.read_only = options->read_only, .cache = options->cache};
+    const char *serial = options->serial && options->serial[0] ? options->serial : NULL;
+    if (replace_string(&disk.path, path) || replace_string(&disk.serial, serial)) {
+        free(disk.path);
+        return -ENOMEM;
+    }
+    config->disks[config->disk_count] = disk;
+    return (int)config->disk_count++;
+}
+
 const char *cove_config_kernel(const cove_config *config)
 {
     return config->kernel_path;
@@ -169,6 +234,46 @@ cove_console_kind cove_config_serial_kind(const cove_config *config)
     return config->serial_kind;
 }
 
+cove_console_device cove_config_console_device(const cove_config *config)
+{
+    return config->console_device;
+}
+
+size_t cove_config_disk_count(const cove_config *config)
+{
+    return config->disk_count;
+}
+
+const char *cove_config_disk(const cove_config *config, size_t index, cove_disk_options *options)
+{
+    if (index >= config->disk_count)
+        return NULL;
+    const struct cove_disk_config *disk = &config->disks[index];
+    if (options)
+        *options = (cove_disk_options){
+            .read_only = disk->read_only, .cache = disk->cache, .serial = disk->serial};
+    return disk->path;
+}
+
+bool cove_config_entropy(const cove_config *config)
+{
+    return config->entropy;
+}
+
+/* Gives copy (whose disks are still the original's) its own copies of them. */
+static int copy_disks(cove_config *copy, const cove_config *config)
+{
+    copy->disks = NULL;
+    copy->disk_count = copy->disk_capacity = 0;
+    for (size_t i = 0; i < config->disk_count; i++) {
+        cove_disk_options options;
+        const char *path = cove_config_disk(config, i, &options);
+        if (cove_config_add_disk(copy, path, &options) < 0)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 cove_config *cove_config_copy(const cove_config *config)
 {
     if (!config)
@@ -179,7 +284,8 @@ cove_config *cove_config_copy(const cove_config *config)
     *copy = *config;
     /* Cleared first so a failure half way frees only what this copy owns. */
     copy->kernel_path = copy->initrd_path = copy->cmdline = copy->serial_path = NULL;
-    if (replace_string(&copy->kernel_path, config->kernel_path) ||
+    if (copy_disks(copy, config) ||
+        replace_string(&copy->kernel_path, config->kernel_path) ||
         replace_string(&copy->initrd_path, config->initrd_path) ||
         replace_string(&copy->cmdline, config->cmdline) ||
         replace_string(&copy->serial_path, config->serial_path)) {
@@ -242,11 +348,12 @@ static void add_errno_problem(struct report *r, const char *what, const char *pa
 }
 
 /*
- * Opens a file cove will read whole (kernel, initrd). Non-blocking so a FIFO given by
- * mistake cannot hang validation. Reports why and returns -1 when it is not a readable
- * regular file.
+ * Opens a file for reading, non-blocking so a FIFO given by mistake cannot hang validation.
+ * Reports why and returns -1 when it is not readable, or neither a regular file nor (when
+ * block_ok) a block device.
  */
-static int open_input(struct report *r, const char *what, const char *path, struct stat *st)
+static int open_checked(struct report *r, const char *what, const char *path, struct stat *st,
+                        bool block_ok)
 {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
@@ -257,12 +364,20 @@ static int open_input(struct report *r, const char *what, const char *path, stru
         add_errno_problem(r, what, path, errno);
     else if (S_ISDIR(st->st_mode))
         add_problem(r, "%s '%s': is a directory", what, path);
-    else if (!S_ISREG(st->st_mode))
+    else if (block_ok && !S_ISREG(st->st_mode) && !S_ISBLK(st->st_mode))
+        add_problem(r, "%s '%s': not a regular file or block device", what, path);
+    else if (!block_ok && !S_ISREG(st->st_mode))
         add_problem(r, "%s '%s': not a regular file", what, path);
     else
         return fd;
     close(fd);
     return -1;
+}
+
+/* Opens a file cove will read whole (kernel, initrd): it must be a readable regular file. */
+static int open_input(struct report *r, const char *what, const char *path, struct stat *st)
+{
+    return open_checked(r, what, path, st, false);
 }
 
 /* Reads up to len bytes from the start of fd; returns how many, or -errno. */
@@ -425,6 +540,159 @@ static void check_serial(struct report *r, const cove_config *config)
     }
 }
 
+static void check_console_device(struct report *r, cove_console_device device)
+{
+    if (device != COVE_CONSOLE_DEVICE_SERIAL && device != COVE_CONSOLE_DEVICE_VIRTIO)
+        add_problem(r, "console: unknown device %d", (int)device);
+}
+
+/* What makes two disk paths the same image: the inode, or for a block device the device. */
+struct disk_identity {
+    bool known; /* false when the image could not be opened */
+    bool block;
+    dev_t dev;
+    ino_t ino;
+};
+
+static struct disk_identity identity_of(const struct stat *st)
+{
+    if (S_ISBLK(st->st_mode))
+        return (struct disk_identity){.known = true, .block = true, .dev = st->st_rdev};
+    return (struct disk_identity){.known = true, .dev = st->st_dev, .ino = st->st_ino};
+}
+
+static bool same_image(const struct disk_identity *a, const struct disk_identity *b)
+{
+    return a->known && b->known && a->block == b->block && a->dev == b->dev && a->ino == b->ino;
+}
+
+/* The image's size in bytes, or -errno. */
+static int image_size(int fd, const struct stat *st, uint64_t *size)
+{
+    if (S_ISBLK(st->st_mode))
+        return ioctl(fd, BLKGETSIZE64, size) == 0 ? 0 : -errno;
+    *size = (uint64_t)st->st_size;
+    return 0;
+}
+
+static void check_disk_size(struct report *r, const char *path, int fd, const struct stat *st)
+{
+    uint64_t size;
+    int err = image_size(fd, st, &size);
+    if (err)
+        add_errno_problem(r, "disk", path, -err);
+    else if (size == 0)
+        add_problem(r, "disk '%s': empty image (0 bytes)", path);
+    else if (size % DISK_SECTOR_SIZE != 0)
+        add_problem(r, "disk '%s': size %llu is not a multiple of %u bytes", path,
+                    (unsigned long long)size, DISK_SECTOR_SIZE);
+}
+
+/*
+ * Whether the VM's O_RDWR open would be refused: 0, or why. Asked without opening for
+ * writing, because closing a block device opened for writing makes udev rescan it, and
+ * validation changes nothing. faccessat(AT_EACCESS) is the kernel's own permission check for
+ * the effective user: mode bits (which do not bind root), a read-only file system or
+ * read-only bind mount (EROFS), an immutable file (EPERM). A block device can also be set
+ * read-only itself (blockdev --setro), which only BLKROGET tells.
+ */
+static int write_refusal(int fd, const char *path, const struct stat *st)
+{
+    if (faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) != 0)
+        return errno;
+    int read_only = 0;
+    if (S_ISBLK(st->st_mode) && ioctl(fd, BLKROGET, &read_only) == 0 && read_only)
+        return EROFS;
+    return 0;
+}
+
+static void check_disk_writable(struct report *r, const char *path, int fd,
+                                const struct stat *st)
+{
+    int err = write_refusal(fd, path, st);
+    if (err == EACCES || err == EPERM || err == EROFS)
+        add_problem(r, "disk '%s': not writable (attach it read-only with ,ro)", path);
+    else if (err)
+        add_errno_problem(r, "disk", path, err);
+}
+
+/* cache=none opens the image O_DIRECT, which some file systems refuse (EINVAL). */
+static void check_direct_io(struct report *r, const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECT | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    else if (errno == EINVAL)
+        add_problem(r, "disk '%s': cache=none (O_DIRECT) is not supported by its file system "
+                    "(use cache=host)", path);
+    else
+        add_errno_problem(r, "disk", path, errno);
+}
+
+/* The image itself; records its identity for check_disk_shared. */
+static void check_disk_image(struct report *r, const struct cove_disk_config *disk,
+                             struct disk_identity *id)
+{
+    struct stat st;
+    int fd = open_checked(r, "disk", disk->path, &st, true);
+    if (fd < 0)
+        return;
+    *id = identity_of(&st);
+    check_disk_size(r, disk->path, fd, &st);
+    if (!disk->read_only)
+        check_disk_writable(r, disk->path, fd, &st);
+    if (disk->cache == COVE_CACHE_NONE)
+        check_direct_io(r, disk->path);
+    close(fd);
+}
+
+static void check_disk_options(struct report *r, const struct cove_disk_config *disk)
+{
+    if (disk->cache != COVE_CACHE_HOST && disk->cache != COVE_CACHE_NONE)
+        add_problem(r, "disk '%s': unknown cache mode %d", disk->path, (int)disk->cache);
+    if (disk->serial && strlen(disk->serial) > COVE_DISK_SERIAL_MAX)
+        add_problem(r, "disk '%s': serial '%s' is longer than %d bytes", disk->path,
+                    disk->serial, COVE_DISK_SERIAL_MAX);
+}
+
+/*
+ * Disk index against the ones before it: one image attached twice is only safe when every
+ * attachment is read-only; otherwise the guest would corrupt it through two caches.
+ */
+static void check_disk_shared(struct report *r, const cove_config *config,
+                              const struct disk_identity *ids, size_t index)
+{
+    const struct cove_disk_config *disk = &config->disks[index];
+    for (size_t i = 0; i < index; i++) {
+        const struct cove_disk_config *other = &config->disks[i];
+        if (!same_image(&ids[index], &ids[i]) || (disk->read_only && other->read_only))
+            continue;
+        add_problem(r, "disk '%s': the same image as disk %zu '%s', attached read-write "
+                    "(attach both read-only)", disk->path, i, other->path);
+        return;
+    }
+}
+
+static void check_disks(struct report *r, const cove_config *config)
+{
+    size_t count = config->disk_count;
+    if (count > COVE_DISK_MAX)
+        add_problem(r, "disks: %zu is more than cove's limit of %d", count, COVE_DISK_MAX);
+    if (count == 0)
+        return;
+    struct disk_identity *ids = calloc(count, sizeof(*ids));
+    if (!ids) {
+        add_problem(r, "disks: out of memory while checking them");
+        return;
+    }
+    for (size_t i = 0; i < count; i++) {
+        check_disk_image(r, &config->disks[i], &ids[i]);
+        check_disk_options(r, &config->disks[i]);
+        check_disk_shared(r, config, ids, i);
+    }
+    free(ids);
+}
+
 size_t cove_config_validate(const cove_config *config, cove_problems *problems)
 {
     struct report r = {.out = problems};
@@ -442,6 +710,8 @@ size_t cove_config_validate(const cove_config *config, cove_problems *problems)
     check_cpus(&r, config->cpus);
     check_cmdline(&r, config->cmdline);
     check_serial(&r, config);
+    check_console_device(&r, config->console_device);
+    check_disks(&r, config);
     return r.found;
 }
 

@@ -5,6 +5,8 @@
 #ifndef COVE_CONFIG_INTERNAL_H
 #define COVE_CONFIG_INTERNAL_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <cove/cove.h>
@@ -13,6 +15,14 @@
 #define COVE_CPU_CAP 64u
 /* Cove's own ceiling on guest RAM, whatever the host has. */
 #define COVE_MEMORY_CAP (UINT64_C(1) << 40)
+
+/* One disk as cove_config_add_disk recorded it. */
+struct cove_disk_config {
+    char *path;
+    char *serial; /* NULL: none (never "") */
+    bool read_only;
+    cove_cache_mode cache;
+};
 
 struct cove_config {
     char *kernel_path; /* NULL until set */
@@ -29,6 +39,13 @@ struct cove_config {
     int serial_in_fd;
     int serial_out_fd;
     char *serial_path; /* FILE only: opened at VM start with O_CREAT | O_APPEND */
+    cove_console_device console_device; /* the device the attachment above applies to */
+
+    struct cove_disk_config *disks; /* in the order added: disks[i] is disk index i */
+    size_t disk_count;
+    size_t disk_capacity; /* entries allocated in disks */
+
+    bool entropy; /* a virtio-rng device */
 };
 
 /* A deep copy (every string duplicated), or NULL when out of memory. */

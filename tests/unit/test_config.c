@@ -3,6 +3,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/capability.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -175,6 +178,10 @@ static void test_defaults(void **state)
     assert_int_equal(cove_config_cpus(c), 1);
     assert_int_equal(cove_config_memory(c), 512 * MIB);
     assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_NONE);
+    assert_int_equal(cove_config_console_device(c), COVE_CONSOLE_DEVICE_SERIAL);
+    assert_int_equal(cove_config_disk_count(c), 0);
+    assert_null(cove_config_disk(c, 0, NULL));
+    assert_false(cove_config_entropy(c));
     expect_one(c, "kernel: not set (give the path of a bzImage or vmlinux)");
     cove_config_free(c);
     cove_config_free(NULL);
@@ -236,11 +243,19 @@ static void test_copy_is_deep(void **state)
     assert_int_equal(cove_config_set_serial_file(c, "/s.log"), 0);
     cove_config_set_cpus(c, 2);
     cove_config_set_memory(c, 256 * MIB);
+    cove_config_set_console_device(c, COVE_CONSOLE_DEVICE_VIRTIO);
+    cove_config_set_entropy(c, true);
+    const cove_disk_options ro = {.read_only = true, .cache = COVE_CACHE_NONE, .serial = "s0"};
+    for (int i = 0; i < 5; i++) /* past the first allocation of the disk array */
+        assert_int_equal(cove_config_add_disk(c, i == 0 ? "/d0" : "/dn", i == 0 ? &ro : NULL), i);
 
     cove_config *copy = cove_config_copy(c);
     assert_non_null(copy);
     assert_ptr_not_equal(copy->kernel_path, c->kernel_path);
     assert_ptr_not_equal(copy->serial_path, c->serial_path);
+    assert_ptr_not_equal(copy->disks, c->disks);
+    assert_ptr_not_equal(copy->disks[0].path, c->disks[0].path);
+    assert_ptr_not_equal(copy->disks[0].serial, c->disks[0].serial);
 
     assert_int_equal(cove_config_set_kernel(c, "/other"), 0);
     assert_int_equal(cove_config_set_initrd(c, NULL), 0);
@@ -248,8 +263,23 @@ static void test_copy_is_deep(void **state)
     cove_config_set_serial_none(c);
     cove_config_set_cpus(c, 8);
     cove_config_set_memory(c, 64 * MIB);
+    cove_config_set_console_device(c, COVE_CONSOLE_DEVICE_SERIAL);
+    cove_config_set_entropy(c, false);
+    assert_int_equal(cove_config_add_disk(c, "/more", NULL), 5);
     cove_config_free(c);
 
+    assert_int_equal(cove_config_console_device(copy), COVE_CONSOLE_DEVICE_VIRTIO);
+    assert_true(cove_config_entropy(copy));
+    assert_int_equal(cove_config_disk_count(copy), 5);
+    cove_disk_options got;
+    assert_string_equal(cove_config_disk(copy, 0, &got), "/d0");
+    assert_true(got.read_only);
+    assert_int_equal(got.cache, COVE_CACHE_NONE);
+    assert_string_equal(got.serial, "s0");
+    assert_string_equal(cove_config_disk(copy, 4, &got), "/dn");
+    assert_false(got.read_only);
+    assert_null(got.serial);
+    assert_null(cove_config_disk(copy, 5, &got));
     assert_string_equal(cove_config_kernel(copy), "/k");
     assert_string_equal(cove_config_initrd(copy), "/i");
     assert_string_equal(cove_config_cmdline(copy), "quiet");
@@ -479,6 +509,377 @@ static void test_serial_file(void **state)
     cove_config_free(c);
 }
 
+static void test_device_setters(void **state)
+{
+    (void)state;
+    cove_config *c = cove_config_new();
+    cove_config_set_console_device(c, COVE_CONSOLE_DEVICE_VIRTIO);
+    assert_int_equal(cove_config_console_device(c), COVE_CONSOLE_DEVICE_VIRTIO);
+    /* The attachment and the device are independent choices. */
+    cove_config_set_serial_stdio(c);
+    assert_int_equal(cove_config_console_device(c), COVE_CONSOLE_DEVICE_VIRTIO);
+    assert_int_equal(cove_config_serial_kind(c), COVE_CONSOLE_STDIO);
+    cove_config_set_entropy(c, true);
+    assert_true(cove_config_entropy(c));
+    cove_config_set_entropy(c, false);
+    assert_false(cove_config_entropy(c));
+
+    assert_int_equal(cove_config_add_disk(c, NULL, NULL), -EINVAL);
+    assert_int_equal(cove_config_add_disk(c, "", NULL), -EINVAL);
+    char path[] = "/img/a.raw", serial[] = "SERIAL-1";
+    cove_disk_options options = {.read_only = true, .cache = COVE_CACHE_NONE, .serial = serial};
+    assert_int_equal(cove_config_add_disk(c, path, NULL), 0);
+    assert_int_equal(cove_config_add_disk(c, path, &options), 1);
+    options.serial = "";
+    assert_int_equal(cove_config_add_disk(c, "/img/b.raw", &options), 2);
+    path[1] = 'X'; /* the config holds its own copies */
+    serial[0] = 'X';
+    assert_int_equal(cove_config_disk_count(c), 3);
+
+    cove_disk_options got = {.read_only = true, .serial = "junk"};
+    assert_string_equal(cove_config_disk(c, 0, &got), "/img/a.raw");
+    assert_false(got.read_only);
+    assert_int_equal(got.cache, COVE_CACHE_HOST);
+    assert_null(got.serial);
+    assert_string_equal(cove_config_disk(c, 1, &got), "/img/a.raw");
+    assert_true(got.read_only);
+    assert_int_equal(got.cache, COVE_CACHE_NONE);
+    assert_string_equal(got.serial, "SERIAL-1");
+    assert_string_equal(cove_config_disk(c, 2, NULL), "/img/b.raw");
+    assert_string_equal(cove_config_disk(c, 2, &got), "/img/b.raw");
+    assert_null(got.serial); /* "" means none */
+    assert_null(cove_config_disk(c, 3, &got));
+    cove_config_free(c);
+}
+
+static void test_unknown_device_values(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    cove_config_set_console_device(c, (cove_console_device)7);
+    expect_one(c, "console: unknown device 7");
+    cove_config_set_console_device(c, COVE_CONSOLE_DEVICE_VIRTIO);
+    expect_valid(c);
+    cove_config_free(c);
+}
+
+/* ---- Disks ---- */
+
+/* A sparse image of size bytes in the scratch dir. */
+static const char *write_image(struct scratch *s, const char *name, off_t size, mode_t mode)
+{
+    const char *path = path_of(s, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    assert_int_equal(ftruncate(fd, size), 0);
+    assert_int_equal(fchmod(fd, mode), 0);
+    assert_int_equal(close(fd), 0);
+    return path;
+}
+
+/* A valid config with one disk at path (copied before path_of is called again). */
+static cove_config *config_with_disk(struct scratch *s, const char *path,
+                                     const cove_disk_options *options)
+{
+    char copy[256];
+    snprintf(copy, sizeof(copy), "%s", path);
+    cove_config *c = valid_config(s);
+    assert_int_equal(cove_config_add_disk(c, copy, options), 0);
+    return c;
+}
+
+/* Attaches path with the defaults and expects exactly "disk '<path>': <what>". */
+static void expect_disk_problem(struct scratch *s, const char *path, const char *what)
+{
+    char msg[512];
+    snprintf(msg, sizeof(msg), "disk '%s': %s", path, what);
+    cove_config *c = config_with_disk(s, path, NULL);
+    expect_one(c, msg);
+    cove_config_free(c);
+}
+
+/* Everything about a file validation could change or create. */
+struct snapshot {
+    struct stat image, dir;
+    size_t entries;
+};
+
+static struct snapshot take_snapshot(struct scratch *s, const char *image)
+{
+    struct snapshot snap;
+    assert_int_equal(stat(image, &snap.image), 0);
+    assert_int_equal(stat(s->dir, &snap.dir), 0);
+    DIR *d = opendir(s->dir);
+    assert_non_null(d);
+    for (snap.entries = 0; readdir(d);)
+        snap.entries++;
+    closedir(d);
+    return snap;
+}
+
+static void assert_same_stat(const struct stat *a, const struct stat *b)
+{
+    assert_int_equal(a->st_size, b->st_size);
+    assert_int_equal(a->st_mode, b->st_mode);
+    assert_int_equal(a->st_mtim.tv_sec, b->st_mtim.tv_sec);
+    assert_int_equal(a->st_mtim.tv_nsec, b->st_mtim.tv_nsec);
+    assert_int_equal(a->st_ctim.tv_sec, b->st_ctim.tv_sec);
+    assert_int_equal(a->st_ctim.tv_nsec, b->st_ctim.tv_nsec);
+}
+
+static void test_disk_valid(void **state)
+{
+    struct scratch *s = *state;
+    char image[256], other[256];
+    snprintf(image, sizeof(image), "%s", write_image(s, "disk.img", 1 * MIB, 0600));
+    snprintf(other, sizeof(other), "%s", write_image(s, "other.img", 512, 0600));
+    cove_config *c = config_with_disk(s, image, NULL);
+    cove_disk_options options = {.read_only = true, .cache = COVE_CACHE_NONE,
+                                 .serial = "12345678901234567890"}; /* exactly 20 bytes */
+    assert_int_equal(cove_config_add_disk(c, other, &options), 1);
+    struct snapshot before = take_snapshot(s, image);
+    expect_valid(c);
+
+    /* Validation opened the image but changed and created nothing. */
+    struct snapshot after = take_snapshot(s, image);
+    assert_same_stat(&after.image, &before.image);
+    assert_same_stat(&after.dir, &before.dir);
+    assert_int_equal(after.entries, before.entries);
+    cove_config_free(c);
+}
+
+static void test_disk_not_an_image(void **state)
+{
+    struct scratch *s = *state;
+    char msg[512];
+    expect_disk_problem(s, path_of(s, "missing.img"), "No such file or directory");
+    assert_int_equal(mkdir(path_of(s, "dir"), 0700), 0);
+    expect_disk_problem(s, path_of(s, "dir"), "is a directory");
+    expect_disk_problem(s, "/dev/null", "not a regular file or block device");
+    assert_int_equal(mkfifo(path_of(s, "fifo"), 0600), 0);
+    expect_disk_problem(s, path_of(s, "fifo"), "not a regular file or block device");
+    expect_disk_problem(s, write_image(s, "empty.img", 0, 0600), "empty image (0 bytes)");
+    expect_disk_problem(s, write_image(s, "odd.img", 1000, 0600),
+                        "size 1000 is not a multiple of 512 bytes");
+    expect_disk_problem(s, write_image(s, "odd2.img", 1 * MIB + 1, 0600),
+                        "size 1048577 is not a multiple of 512 bytes");
+
+    /* Every disk's problems, in order, in one pass. */
+    cove_config *c = valid_config(s);
+    char missing[256], fifo[256], msg_fifo[300];
+    snprintf(missing, sizeof(missing), "%s", path_of(s, "missing.img"));
+    snprintf(fifo, sizeof(fifo), "%s", path_of(s, "fifo"));
+    assert_int_equal(cove_config_add_disk(c, missing, NULL), 0);
+    assert_int_equal(cove_config_add_disk(c, fifo, NULL), 1);
+    snprintf(msg, sizeof(msg), "disk '%s': No such file or directory", missing);
+    snprintf(msg_fifo, sizeof(msg_fifo), "disk '%s': not a regular file or block device", fifo);
+    const char *expected[] = {msg, msg_fifo};
+    expect_problems(c, 2, expected);
+    cove_config_free(c);
+}
+
+static void test_disk_serial(void **state)
+{
+    struct scratch *s = *state;
+    char image[256], msg[512];
+    snprintf(image, sizeof(image), "%s", write_image(s, "disk.img", 4096, 0600));
+    cove_disk_options options = {.serial = "123456789012345678901"};
+    cove_config *c = config_with_disk(s, image, &options);
+    snprintf(msg, sizeof(msg), "disk '%s': serial '123456789012345678901' is longer than 20 bytes",
+             image);
+    expect_one(c, msg);
+    cove_config_free(c);
+
+    /* Checked even when the image is missing: both problems at once. */
+    options.serial = "a-serial-that-is-far-too-long";
+    c = config_with_disk(s, path_of(s, "missing.img"), &options);
+    char msg_missing[512];
+    snprintf(msg_missing, sizeof(msg_missing), "disk '%s': No such file or directory",
+             path_of(s, "missing.img"));
+    snprintf(msg, sizeof(msg),
+             "disk '%s': serial 'a-serial-that-is-far-too-long' is longer than 20 bytes",
+             path_of(s, "missing.img"));
+    const char *expected[] = {msg_missing, msg};
+    expect_problems(c, 2, expected);
+    cove_config_free(c);
+}
+
+static void test_disk_cache_mode(void **state)
+{
+    struct scratch *s = *state;
+    char msg[512];
+    cove_disk_options options = {.cache = (cove_cache_mode)9};
+    cove_config *c = config_with_disk(s, write_image(s, "disk.img", 4096, 0600), &options);
+    snprintf(msg, sizeof(msg), "disk '%s': unknown cache mode 9", path_of(s, "disk.img"));
+    expect_one(c, msg);
+    cove_config_free(c);
+}
+
+static void test_disk_limit(void **state)
+{
+    struct scratch *s = *state;
+    char image[256];
+    snprintf(image, sizeof(image), "%s", write_image(s, "disk.img", 4096, 0600));
+    /* Read-only, so sharing the one image is fine and only the count is wrong. */
+    const cove_disk_options ro = {.read_only = true};
+    cove_config *c = valid_config(s);
+    for (int i = 0; i < COVE_DISK_MAX; i++)
+        assert_int_equal(cove_config_add_disk(c, image, &ro), i);
+    expect_valid(c);
+    assert_int_equal(cove_config_add_disk(c, image, &ro), COVE_DISK_MAX);
+    expect_one(c, "disks: 17 is more than cove's limit of 16");
+    cove_config_free(c);
+}
+
+/*
+ * Attaches a then b (names in the scratch dir, read-only as given) and expects b to be
+ * reported as the same image as a when clash, else a valid config.
+ */
+static void expect_pair(struct scratch *s, const char *a, bool a_ro, const char *b, bool b_ro,
+                        bool clash)
+{
+    char path_a[256], path_b[256], msg[1024];
+    snprintf(path_a, sizeof(path_a), "%s", path_of(s, a));
+    snprintf(path_b, sizeof(path_b), "%s", path_of(s, b));
+    cove_config *c = valid_config(s);
+    const cove_disk_options ro = {.read_only = a_ro}, ro_b = {.read_only = b_ro};
+    assert_int_equal(cove_config_add_disk(c, path_a, &ro), 0);
+    assert_int_equal(cove_config_add_disk(c, path_b, &ro_b), 1);
+    snprintf(msg, sizeof(msg), "disk '%s': the same image as disk 0 '%s', attached read-write "
+             "(attach both read-only)", path_b, path_a);
+    if (clash)
+        expect_one(c, msg);
+    else
+        expect_valid(c);
+    cove_config_free(c);
+}
+
+static void test_disk_same_image(void **state)
+{
+    struct scratch *s = *state;
+    char image[256];
+    snprintf(image, sizeof(image), "%s", write_image(s, "disk.img", 4096, 0600));
+    write_image(s, "other.img", 4096, 0600);
+    assert_int_equal(symlink("disk.img", path_of(s, "symlink.img")), 0);
+    assert_int_equal(link(image, path_of(s, "hardlink.img")), 0);
+    assert_int_equal(mkdir(path_of(s, "sub"), 0700), 0);
+
+    expect_pair(s, "disk.img", false, "disk.img", false, true);
+    expect_pair(s, "disk.img", false, "symlink.img", false, true);
+    expect_pair(s, "disk.img", false, "hardlink.img", false, true);
+    expect_pair(s, "disk.img", false, "sub/../disk.img", false, true);
+    /* One writer is enough to corrupt what the other reads. */
+    expect_pair(s, "disk.img", true, "hardlink.img", false, true);
+    expect_pair(s, "symlink.img", false, "disk.img", true, true);
+    expect_pair(s, "disk.img", true, "symlink.img", true, false);
+    expect_pair(s, "disk.img", false, "other.img", false, false);
+
+    /* A third disk is compared with every one before it; one line per disk. */
+    cove_config *c = valid_config(s);
+    char other[256], hard[256], msg[1024];
+    snprintf(other, sizeof(other), "%s", path_of(s, "other.img"));
+    snprintf(hard, sizeof(hard), "%s", path_of(s, "hardlink.img"));
+    assert_int_equal(cove_config_add_disk(c, other, NULL), 0);
+    assert_int_equal(cove_config_add_disk(c, image, NULL), 1);
+    assert_int_equal(cove_config_add_disk(c, hard, NULL), 2);
+    assert_int_equal(cove_config_add_disk(c, image, NULL), 3);
+    char msg3[1024];
+    snprintf(msg, sizeof(msg), "disk '%s': the same image as disk 1 '%s', attached read-write "
+             "(attach both read-only)", hard, image);
+    snprintf(msg3, sizeof(msg3), "disk '%s': the same image as disk 1 '%s', attached "
+             "read-write (attach both read-only)", image, image);
+    const char *expected[] = {msg, msg3};
+    expect_problems(c, 2, expected);
+    cove_config_free(c);
+}
+
+/*
+ * Whether the calling process could open path for writing: the ground truth the
+ * "not writable" check has to agree with. Opening a regular file of the test's own and
+ * closing it again changes nothing.
+ */
+static bool can_write(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    close(fd);
+    return true;
+}
+
+/*
+ * Drops every capability of the calling process. Then root, too, is bound by mode bits: it
+ * is CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH that let it past them, not the uid. Dropping is
+ * always allowed, needs no other user and works the same for a non-root test run.
+ */
+static int drop_capabilities(void)
+{
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+    memset(none, 0, sizeof(none));
+    return (int)syscall(SYS_capset, &header, none);
+}
+
+/*
+ * Validates a one-disk config (path, read-write) in a child process without capabilities,
+ * and expects exactly msg after the kernel-not-set problem. The child compares with plain
+ * code, not cmocka, whose failure would unwind into a second copy of the test run.
+ */
+static void expect_disk_problem_unprivileged(const char *path, const char *msg)
+{
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        cove_config *c = cove_config_new();
+        cove_problems p;
+        if (drop_capabilities() != 0 || !c || cove_config_add_disk(c, path, NULL) < 0)
+            _exit(3);
+        cove_config_validate(c, &p);
+        int ok = p.count == 2 && strcmp(p.messages[1], msg) == 0;
+        for (size_t i = 0; !ok && i < p.count; i++)
+            fprintf(stderr, "problem: %s\n", p.messages[i]);
+        _exit(ok ? 0 : 1);
+    }
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_disk_permissions(void **state)
+{
+    struct scratch *s = *state;
+    char readonly[256], unreadable[256], msg[512], not_writable[512];
+    snprintf(readonly, sizeof(readonly), "%s", write_image(s, "readonly.img", 4096, 0444));
+    snprintf(unreadable, sizeof(unreadable), "%s", write_image(s, "unreadable.img", 4096, 0200));
+
+    snprintf(not_writable, sizeof(not_writable),
+             "disk '%s': not writable (attach it read-only with ,ro)", readonly);
+    expect_disk_problem_unprivileged(readonly, not_writable);
+    snprintf(msg, sizeof(msg), "disk '%s': Permission denied", unreadable);
+    expect_disk_problem_unprivileged(unreadable, msg);
+
+    /*
+     * In this process (root or not), validation must say "not writable" exactly when the
+     * kernel refuses the O_RDWR open the VM will do: for root, which may write a 0444 file,
+     * the check stays quiet because the write would succeed, not because it is skipped.
+     */
+    cove_config *c = config_with_disk(s, readonly, NULL);
+    if (can_write(readonly)) {
+        print_message("note: this process may write a 0444 file (as root), so it is valid\n");
+        expect_valid(c);
+    } else {
+        expect_one(c, not_writable);
+    }
+    cove_config_free(c);
+
+    /* Read-only attachments never need write permission. */
+    const cove_disk_options ro = {.read_only = true};
+    c = config_with_disk(s, readonly, &ro);
+    expect_valid(c);
+    cove_config_free(c);
+}
+
 static void test_problems_free(void **state)
 {
     (void)state;
@@ -510,6 +911,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cmdline_length, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_fds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_serial_file, setup, teardown),
+        cmocka_unit_test(test_device_setters),
+        cmocka_unit_test_setup_teardown(test_unknown_device_values, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_valid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_not_an_image, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_serial, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_cache_mode, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_limit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_same_image, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_permissions, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
