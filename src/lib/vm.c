@@ -24,6 +24,7 @@
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/layout.h"
 #include "bus/io_bus.h"
+#include "bus/pci.h"
 #include "config_internal.h"
 #include "console.h"
 #include "devices/acpi_pm.h"
@@ -35,7 +36,17 @@
 #include "devices/uart.h"
 #include "guest_mem.h"
 #include "hv/kvm.h"
+#include "hv/kvm_msi.h"
 #include "io_loop.h"
+#include "virtio/blk.h"
+#include "virtio/console.h"
+#include "virtio/pci.h"
+#include "virtio/rng.h"
+
+/* Virtio functions on the PCI bus: the disks, a console and an entropy source. */
+#define VM_MAX_VIRTIO (COVE_DISK_MAX + 2)
+/* MSI routes: one per queue plus one for configuration changes, for every function. */
+#define VM_MAX_MSI_ROUTES 256
 
 /* The signal that pulls a vCPU thread out of KVM_RUN. A real-time signal nobody else is
  * likely to use; its handler does nothing, the interruption is the point. */
@@ -88,6 +99,11 @@ struct cove_vm {
     struct machine_sink sink;
     struct devices dev;
     struct serial_io serial;
+    struct pci_bus *pci;
+    struct kvm_msi_router *msi;
+    struct virtio_pci *virtio[VM_MAX_VIRTIO];
+    unsigned virtio_count;
+    struct virtio_device *virtio_console; /* owned by its transport; for the prepare hook */
 
     struct vcpu_slot *vcpus;
     unsigned vcpu_count;
@@ -424,7 +440,10 @@ static int fail(cove_error *error, int err, const char *fmt, const char *detail)
 static bool io_prepare(void *opaque)
 {
     cove_vm *vm = opaque;
-    return vm->serial.input && console_input_prepare(vm->serial.input);
+    bool busy = vm->serial.input && console_input_prepare(vm->serial.input);
+    if (vm->virtio_console)
+        busy |= virtio_console_prepare(vm->virtio_console);
+    return busy;
 }
 
 static void *io_thread(void *arg)
@@ -442,13 +461,13 @@ static size_t uart_take(void *device, const uint8_t *buf, size_t len)
 
 static int attach_serial_input(cove_vm *vm, cove_error *error)
 {
-    if (vm->serial.in_fd < 0)
+    io_loop_set_prepare(vm->io_loop, io_prepare, vm);
+    if (vm->serial.in_fd < 0 || vm->config->console_device != COVE_CONSOLE_DEVICE_SERIAL)
         return 0;
     struct console_sink sink = {.space = uart_space, .receive = uart_take, .device = vm->dev.uart};
     vm->serial.input = console_input_new(vm->io_loop, vm->serial.in_fd, &sink);
     if (!vm->serial.input)
         return fail(error, -EINVAL, "serial: cannot watch input descriptor %s", "for reading");
-    io_loop_set_prepare(vm->io_loop, io_prepare, vm);
     return 0;
 }
 
@@ -487,7 +506,10 @@ static int open_serial(cove_vm *vm, cove_error *error)
 static int create_devices(cove_vm *vm, cove_error *error)
 {
     struct devices *d = &vm->dev;
-    d->uart = uart_new(&vm->sink, X86_COM1_IRQ, vm->serial.out_fd);
+    /* The UART is always there (early boot messages, a guest that insists on ttyS0), but it
+     * is connected only when it is the chosen console device. */
+    bool serial_console = vm->config->console_device == COVE_CONSOLE_DEVICE_SERIAL;
+    d->uart = uart_new(&vm->sink, X86_COM1_IRQ, serial_console ? vm->serial.out_fd : -1);
     d->i8042 = i8042_new(&vm->sink);
     d->rtc = rtc_new();
     d->acpi_pm = acpi_pm_new(&vm->sink);
@@ -607,6 +629,80 @@ static int start_threads(cove_vm *vm, cove_error *error)
     return 0;
 }
 
+static int add_ioeventfd(void *ctx, uint64_t addr, unsigned len, int eventfd)
+{
+    cove_vm *vm = ctx;
+    return kvm_ioeventfd_add(&vm->kvm, addr, len, false, eventfd);
+}
+
+static void remove_ioeventfd(void *ctx, uint64_t addr, unsigned len, int eventfd)
+{
+    cove_vm *vm = ctx;
+    kvm_ioeventfd_remove(&vm->kvm, addr, len, false, eventfd);
+}
+
+static int create_pci(cove_vm *vm, cove_error *error)
+{
+    const struct pci_bus_layout layout = {
+        .ecam_base = X86_PCI_ECAM_BASE,
+        .window_base = X86_PCI_MMIO_BASE,
+        .window_size = X86_PCI_MMIO_SIZE,
+        .config_port = X86_PCI_CONFIG_PORT,
+    };
+    vm->pci = pci_bus_new(&vm->pio, &vm->mmio, &layout, error->message, sizeof(error->message));
+    if (!vm->pci)
+        return -EINVAL;
+    vm->msi = kvm_msi_router_new(&vm->kvm, X86_MSI_GSI_BASE, VM_MAX_MSI_ROUTES, error->message,
+                                 sizeof(error->message));
+    return vm->msi ? 0 : -ENOTSUP;
+}
+
+/* Puts a virtio device on the PCI bus; the transport owns it from here, even on failure. */
+static int add_virtio(cove_vm *vm, struct virtio_device *dev, cove_error *error)
+{
+    if (!dev)
+        return fail(error, -ENOMEM, "%s", "out of memory creating a virtio device");
+    if (vm->virtio_count == VM_MAX_VIRTIO) {
+        dev->ops->destroy(dev);
+        return fail(error, -ENOSPC, "%s", "too many virtio devices");
+    }
+    const struct virtio_pci_host host = {
+        .bus = vm->pci,
+        .loop = vm->io_loop,
+        .mem = &vm->mem,
+        .msi = kvm_msi_router_sink(vm->msi),
+        .add_ioeventfd = add_ioeventfd,
+        .remove_ioeventfd = remove_ioeventfd,
+        .ctx = vm,
+    };
+    struct virtio_pci *vp = virtio_pci_new(dev, &host, error->message, sizeof(error->message));
+    if (!vp)
+        return -EINVAL;
+    vm->virtio[vm->virtio_count++] = vp;
+    return 0;
+}
+
+static int create_virtio_devices(cove_vm *vm, cove_error *error)
+{
+    int r = 0;
+    if (vm->config->console_device == COVE_CONSOLE_DEVICE_VIRTIO) {
+        struct virtio_device *console = virtio_console_new(vm->serial.in_fd, vm->serial.out_fd);
+        r = add_virtio(vm, console, error);
+        if (r == 0)
+            vm->virtio_console = console;
+    }
+    for (size_t i = 0; r == 0 && i < vm->config->disk_count; i++) {
+        const struct cove_disk_config *disk = &vm->config->disks[i];
+        struct virtio_device *blk =
+            virtio_blk_new(disk->path, disk->read_only, disk->cache == COVE_CACHE_NONE,
+                           disk->serial, error->message, sizeof(error->message));
+        r = blk ? add_virtio(vm, blk, error) : -EINVAL;
+    }
+    if (r == 0 && vm->config->entropy)
+        r = add_virtio(vm, virtio_rng_new(), error);
+    return r;
+}
+
 static int build_machine(cove_vm *vm, cove_error *error)
 {
     int r = kvm_vm_open(&vm->kvm, error->message, sizeof(error->message));
@@ -620,6 +716,10 @@ static int build_machine(cove_vm *vm, cove_error *error)
         r = create_devices(vm, error);
     if (r == 0)
         r = attach_serial_input(vm, error);
+    if (r == 0)
+        r = create_pci(vm, error);
+    if (r == 0)
+        r = create_virtio_devices(vm, error);
     struct boot_entry entry;
     if (r == 0)
         r = load_guest(vm, &entry, error);
@@ -804,16 +904,15 @@ static void join_threads(cove_vm *vm)
     }
 }
 
-void cove_vm_free(cove_vm *vm)
+/* Everything the machine holds, once no thread runs: devices before the buses and the
+ * interrupt router they point into, those before the KVM VM and the memory. */
+static void free_machine(cove_vm *vm)
 {
-    if (!vm)
-        return;
-    pthread_mutex_lock(&vm->lock);
-    bool running = vm->started && !vm->ended;
-    pthread_mutex_unlock(&vm->lock);
-    if (running)
-        vm_finish(vm, COVE_EXIT_STOPPED, "stopped by the host");
-    join_threads(vm);
+    console_input_free(vm->serial.input);
+    for (unsigned i = 0; i < vm->virtio_count; i++)
+        virtio_pci_free(vm->virtio[i]);
+    pci_bus_free(vm->pci);
+    kvm_msi_router_free(vm->msi);
     for (unsigned i = 0; i < vm->vcpu_count; i++)
         kvm_vcpu_destroy(&vm->vcpus[i].vcpu);
     free(vm->vcpus);
@@ -826,8 +925,20 @@ void cove_vm_free(cove_vm *vm)
         close(vm->serial.owned_out_fd);
     if (vm->state_fd >= 0)
         close(vm->state_fd);
-    console_input_free(vm->serial.input);
     io_loop_free(vm->io_loop);
+}
+
+void cove_vm_free(cove_vm *vm)
+{
+    if (!vm)
+        return;
+    pthread_mutex_lock(&vm->lock);
+    bool running = vm->started && !vm->ended;
+    pthread_mutex_unlock(&vm->lock);
+    if (running)
+        vm_finish(vm, COVE_EXIT_STOPPED, "stopped by the host");
+    join_threads(vm);
+    free_machine(vm);
     cove_config_free(vm->config);
     pthread_cond_destroy(&vm->changed);
     pthread_mutex_destroy(&vm->lock);

@@ -127,10 +127,11 @@ static void test_rsdp(void **state)
     assert_int_equal(rd32(p + 20), 36);
     assert_int_equal(sum(p, 36), 0);
     assert_memory_equal(p + 9, "COVE  ", 6);
-    /* The XSDT lists the FADT and MADT. */
+    /* The XSDT lists the FADT, MADT and MCFG. */
     table(m, rd64(p + 24), "XSDT");
     xsdt_find(m, "FACP");
     xsdt_find(m, "APIC");
+    xsdt_find(m, "MCFG");
     /* The RSDT, for readers of ACPI 1.0, lists the same tables. */
     const uint8_t *rsdt = table(m, rd32(p + 16), "RSDT");
     const uint8_t *xsdt = at(m, rd64(p + 24));
@@ -377,10 +378,90 @@ static void test_dsdt_structure(void **state)
     off += 1 + n;
     assert_memory_equal(d + off, "\\_SB_", 5);
     off += 5;
-    static const char *const devices[] = {"COM1", "RTC_", "KBD_", "PEVT", "PWRB", "GED0"};
+    static const char *const devices[] = {"COM1", "RTC_", "KBD_", "PEVT", "PWRB", "GED0", "PCI0"};
     for (size_t i = 0; i < sizeof(devices) / sizeof(devices[0]); i++)
         off += device_at(d + off, devices[i]);
     assert_int_equal(off, scope_end);
+    machine_free(m);
+}
+
+/* The device named name directly under \_SB: its bytes, from ExtOp Device to its end. */
+static const uint8_t *sb_device(const uint8_t *d, const char *name, size_t *dev_len)
+{
+    size_t n, off = 36 + 12; /* header, Name(_S5, ...) */
+    uint32_t scope_len = pkglength(d + off + 1, &n);
+    size_t scope_end = off + 1 + scope_len;
+    off += 1 + n + 5; /* ScopeOp, PkgLength, \_SB_ */
+    while (off < scope_end) {
+        assert_int_equal(d[off], 0x5b); /* ExtOpPrefix, DeviceOp */
+        assert_int_equal(d[off + 1], 0x82);
+        size_t len = 2 + pkglength(d + off + 2, &n);
+        if (memcmp(d + off + 2 + n, name, 4) == 0) {
+            *dev_len = len;
+            return d + off;
+        }
+        off += len;
+    }
+    fail_msg("no device %s under \\_SB", name);
+    return NULL;
+}
+
+/* The PCI host bridge Linux looks for: PNP0A08/PNP0A03, segment 0, bus 0, and its windows. */
+static void test_dsdt_pci_host_bridge(void **state)
+{
+    (void)state;
+    struct machine *m = machine_new(MEM_SIZE, 0);
+    assert_int_equal(acpi_build_tables(&m->mem, 1), X86_ACPI_RSDP_ADDR);
+    size_t len = 0;
+    const uint8_t *dev = sb_device(dsdt_of(m), "PCI0", &len);
+    static const uint8_t hid[] = {0x08, '_', 'H', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x08};
+    static const uint8_t cid[] = {0x08, '_', 'C', 'I', 'D', 0x0c, 0x41, 0xd0, 0x0a, 0x03};
+    static const uint8_t uid[] = {0x08, '_', 'U', 'I', 'D', 0x00};
+    static const uint8_t seg[] = {0x08, '_', 'S', 'E', 'G', 0x00};
+    static const uint8_t bbn[] = {0x08, '_', 'B', 'B', 'N', 0x00};
+    assert_non_null(find(dev, len, hid, sizeof(hid)));
+    assert_non_null(find(dev, len, cid, sizeof(cid)));
+    assert_non_null(find(dev, len, uid, sizeof(uid)));
+    assert_non_null(find(dev, len, seg, sizeof(seg)));
+    assert_non_null(find(dev, len, bbn, sizeof(bbn)));
+    /* _CRS: WordBusNumber(0..0), IO(Decode16, 0xcf8, 0xcf8, 1, 8), and the BAR window as a
+     * DWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite). */
+    static const uint8_t crs[] = {
+        0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x01, 0x00,
+        0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08,
+        0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xc0,
+        0xff, 0xff, 0xff, 0xdf, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20,
+        0x79, 0x00};
+    assert_non_null(find(dev, len, crs, sizeof(crs)));
+    /* The window is the one the PCI bus places BARs in, and it is outside RAM and ECAM. */
+    assert_int_equal(X86_PCI_MMIO_BASE, 0xc0000000);
+    assert_int_equal(X86_PCI_MMIO_BASE + X86_PCI_MMIO_SIZE - 1, 0xdfffffff);
+    assert_true(X86_PCI_MMIO_BASE >= X86_PCI_HOLE_START);
+    assert_true(X86_PCI_MMIO_BASE + X86_PCI_MMIO_SIZE <= X86_PCI_ECAM_BASE);
+    machine_free(m);
+}
+
+/* MCFG: one allocation, ECAM at X86_PCI_ECAM_BASE for segment 0, buses 0..0. */
+static void test_mcfg(void **state)
+{
+    (void)state;
+    struct machine *m = machine_new(MEM_SIZE, 0);
+    assert_int_equal(acpi_build_tables(&m->mem, 2), X86_ACPI_RSDP_ADDR);
+    const uint8_t *t = xsdt_find(m, "MCFG");
+    assert_int_equal(rd32(t + 4), 60);
+    assert_int_equal(t[8], 1);
+    for (int i = 36; i < 44; i++)
+        assert_int_equal(t[i], 0); /* reserved */
+    assert_int_equal(rd64(t + 44), X86_PCI_ECAM_BASE);
+    assert_int_equal(rd16(t + 52), 0);
+    assert_int_equal(t[54], 0);
+    assert_int_equal(t[55], 0);
+    assert_int_equal(rd32(t + 56), 0);
+    /* Bus 0 only: 1 MiB of ECAM, below 4 GiB (older kernels ignore MCFG above it) and
+     * clear of the IOAPIC. */
+    assert_int_equal(X86_PCI_ECAM_SIZE, 1 << 20);
+    assert_true(X86_PCI_ECAM_BASE + X86_PCI_ECAM_SIZE <= X86_IOAPIC_ADDR);
     machine_free(m);
 }
 
@@ -473,7 +554,7 @@ static void test_dirty_memory(void **state)
     /* Only padding between tables may differ, so each table is compared whole. */
     const uint8_t *tables[] = {
         at(clean, rd32(rsdp + 16)), at(clean, rd64(rsdp + 24)), xsdt_find(clean, "FACP"),
-        xsdt_find(clean, "APIC"), dsdt_of(clean),
+        xsdt_find(clean, "APIC"), xsdt_find(clean, "MCFG"), dsdt_of(clean),
     };
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         uint64_t gpa = (uint64_t)(tables[i] - clean->mem.host);
@@ -493,6 +574,8 @@ int main(void)
         cmocka_unit_test(test_madt_max_cpus),
         cmocka_unit_test(test_dsdt_contents),
         cmocka_unit_test(test_dsdt_structure),
+        cmocka_unit_test(test_dsdt_pci_host_bridge),
+        cmocka_unit_test(test_mcfg),
         cmocka_unit_test(test_pkglength_encoding),
         cmocka_unit_test(test_pkglength_for_body),
         cmocka_unit_test(test_eisaid),

@@ -117,8 +117,8 @@ static void test_bzimage_zero_page(void **state)
     assert_true(initrd_at + sizeof(initrd) <= MEM_SIZE);
     assert_true(initrd_at >= 0x1000000 + 4 * X86_MiB);
     assert_memory_equal(guest_mem_ptr(&f->mem, initrd_at, sizeof(initrd)), initrd, sizeof(initrd));
-    /* e820: low RAM, the reserved BIOS area, RAM from 1 MiB to the end. */
-    assert_int_equal(zp[0x1e8], 3);
+    /* e820: low RAM, the reserved BIOS area, RAM from 1 MiB to the end, reserved PCI ECAM. */
+    assert_int_equal(zp[0x1e8], 4);
     uint8_t *e = zp + 0x2d0;
     assert_int_equal(rd64(e), 0);
     assert_int_equal(rd32(e + 16), 1);
@@ -126,6 +126,9 @@ static void test_bzimage_zero_page(void **state)
     assert_int_equal(rd64(e + 40), X86_HIMEM_START);
     assert_int_equal(rd64(e + 40) + rd64(e + 48), MEM_SIZE);
     assert_int_equal(rd32(e + 40 + 16), 1);
+    assert_int_equal(rd64(e + 60), X86_PCI_ECAM_BASE);
+    assert_int_equal(rd64(e + 68), X86_PCI_ECAM_SIZE);
+    assert_int_equal(rd32(e + 60 + 16), 2);
 }
 
 static void test_cmdline_too_long(void **state)

@@ -84,6 +84,50 @@ int kvm_set_irq_line(struct kvm_vm *vm, unsigned gsi, int level)
     return ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0 ? -errno : 0;
 }
 
+static int irqfd(struct kvm_vm *vm, unsigned gsi, int eventfd, uint32_t flags)
+{
+    if (eventfd < 0)
+        return -EBADF;
+    struct kvm_irqfd req = {.fd = (uint32_t)eventfd, .gsi = gsi, .flags = flags};
+    return ioctl(vm->vm_fd, KVM_IRQFD, &req) < 0 ? -errno : 0;
+}
+
+int kvm_irqfd_assign(struct kvm_vm *vm, unsigned gsi, int eventfd)
+{
+    return irqfd(vm, gsi, eventfd, 0);
+}
+
+int kvm_irqfd_deassign(struct kvm_vm *vm, unsigned gsi, int eventfd)
+{
+    return irqfd(vm, gsi, eventfd, KVM_IRQFD_FLAG_DEASSIGN);
+}
+
+static int ioeventfd(struct kvm_vm *vm, uint64_t addr, unsigned len, bool pio, int eventfd,
+                     uint32_t flags)
+{
+    if (len != 0 && len != 1 && len != 2 && len != 4 && len != 8)
+        return -EINVAL;
+    if (eventfd < 0)
+        return -EBADF;
+    struct kvm_ioeventfd req = {
+        .addr = addr,
+        .len = len,
+        .fd = eventfd,
+        .flags = flags | (pio ? KVM_IOEVENTFD_FLAG_PIO : 0),
+    };
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &req) < 0 ? -errno : 0;
+}
+
+int kvm_ioeventfd_add(struct kvm_vm *vm, uint64_t addr, unsigned len, bool pio, int eventfd)
+{
+    return ioeventfd(vm, addr, len, pio, eventfd, 0);
+}
+
+int kvm_ioeventfd_remove(struct kvm_vm *vm, uint64_t addr, unsigned len, bool pio, int eventfd)
+{
+    return ioeventfd(vm, addr, len, pio, eventfd, KVM_IOEVENTFD_FLAG_DEASSIGN);
+}
+
 int kvm_vcpu_create(struct kvm_vm *vm, unsigned index, struct kvm_vcpu *vcpu)
 {
     *vcpu = (struct kvm_vcpu){.fd = -1, .index = index};

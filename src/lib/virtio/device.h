@@ -3,9 +3,12 @@
  *
  * A device (blk, console, rng, ...) embeds struct virtio_device as its first member and fills
  * the identity and ops; the transport owns feature negotiation, status, queue set-up and
- * interrupts, and calls the ops on the VM's I/O thread. Devices therefore never see a vCPU
- * thread: a guest kick arrives through an ioeventfd on the I/O loop, and the device answers by
- * pushing to the used ring and calling virtio_signal_used().
+ * interrupts, and calls queue_notify, activate and reset on the VM's I/O thread, so the
+ * device's queue state has one thread: a guest kick arrives through an ioeventfd on the I/O
+ * loop, and the device answers by pushing to the used ring and calling virtio_signal_used().
+ * The exception is the configuration space: config_read and config_write run on the vCPU
+ * thread that accessed it, concurrently with the I/O thread, so they must only touch state
+ * that is fixed or that they protect themselves.
  */
 #ifndef COVE_VIRTIO_DEVICE_H
 #define COVE_VIRTIO_DEVICE_H
@@ -35,7 +38,8 @@ struct virtio_device;
 struct virtio_device_ops {
     /* The driver kicked queue `index`. Pop, process, push, signal. */
     void (*queue_notify)(struct virtio_device *dev, unsigned index);
-    /* Device-specific configuration space (offset is within it; bounds already checked). */
+    /* Device-specific configuration space (offset is within it; bounds already checked).
+     * Runs on a vCPU thread: see above. */
     void (*config_read)(struct virtio_device *dev, uint32_t offset, uint8_t *data, unsigned size);
     /* NULL when the configuration space is read-only. */
     void (*config_write)(struct virtio_device *dev, uint32_t offset, const uint8_t *data,

@@ -2,8 +2,8 @@
  * ACPI tables for the x86_64 guest.
  *
  * Layout: the RSDP sits alone at X86_ACPI_RSDP_ADDR (in the BIOS area, where a kernel that is
- * not handed the RSDP address scans for it); RSDT, XSDT, FADT, MADT and DSDT follow each other
- * from X86_ACPI_TABLES_ADDR. The DSDT goes last because its size is only known once its AML is
+ * not handed the RSDP address scans for it); RSDT, XSDT, FADT, MADT, MCFG and DSDT follow each
+ * other from X86_ACPI_TABLES_ADDR. The DSDT goes last because its size is only known once its AML is
  * assembled, which happens in place in guest memory.
  *
  * Everything is written byte by byte at spec offsets rather than through packed structs, so
@@ -109,6 +109,14 @@
     (MADT_ENTRIES + (cpus) * MADT_LAPIC_LEN + MADT_IOAPIC_LEN + 2 * MADT_ISO_LEN +              \
      MADT_LAPIC_NMI_LEN)
 
+/* MCFG: one ECAM allocation (PCI Firmware 3.0, 4.1.2) after 8 reserved bytes. */
+#define MCFG_REVISION 1
+#define MCFG_ALLOCATION 44
+#define MCFG_LEN (MCFG_ALLOCATION + 16)
+
+/* The tables the RSDT and XSDT list: FADT, MADT, MCFG. */
+#define SDT_ENTRIES 3
+
 /*
  * DSDT revision 2 makes AML integers 64 bits wide.
  */
@@ -142,13 +150,25 @@
 #define RES_EXTENDED_IRQ_CONSUMER 0x01
 #define RES_EXTENDED_IRQ_EDGE 0x02
 
+/* Large address space descriptors for the PCI host bridge's windows (ACPI 6.4, 6.4.3.5). */
+#define RES_DWORD_ADDRESS 0x87
+#define RES_WORD_ADDRESS 0x88
+#define RES_DWORD_ADDRESS_LEN 23 /* bytes after the 3-byte header */
+#define RES_WORD_ADDRESS_LEN 13
+#define RES_ADDRESS_MEMORY 0
+#define RES_ADDRESS_BUS 2
+/* General flags: ResourceProducer, PosDecode, MinFixed, MaxFixed. */
+#define RES_ADDRESS_PRODUCER_FIXED 0x0c
+/* Memory type-specific flags: ReadWrite, NonCacheable. */
+#define RES_MEMORY_RW_NONCACHEABLE 0x01
+
 #define ACPI_NOTIFY_DEVICE_CHECK_BUTTON 0x80 /* for a PNP0C0C button: "pressed" */
 
 /* PkgLength's own bytes are reserved at their maximum and squeezed when the package closes. */
 #define AML_PKGLENGTH_MAX 4
 
 struct acpi_layout {
-    uint64_t rsdt, xsdt, fadt, madt, dsdt;
+    uint64_t rsdt, xsdt, fadt, madt, mcfg, dsdt;
 };
 
 static void put16(uint8_t *p, uint16_t v)
@@ -385,6 +405,34 @@ static void res_irq_no_flags(struct aml *r, unsigned irq)
     aml_bytes(r, d, sizeof(d));
 }
 
+/* WordBusNumber(ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, first, last, 0, count). */
+static void res_word_bus_number(struct aml *r, uint16_t first, uint16_t last)
+{
+    uint8_t d[3 + RES_WORD_ADDRESS_LEN] = {RES_WORD_ADDRESS, RES_WORD_ADDRESS_LEN, 0,
+                                           RES_ADDRESS_BUS, RES_ADDRESS_PRODUCER_FIXED, 0};
+    put16(d + 6, 0); /* granularity */
+    put16(d + 8, first);
+    put16(d + 10, last);
+    put16(d + 12, 0); /* translation offset */
+    put16(d + 14, (uint16_t)(last - first + 1));
+    aml_bytes(r, d, sizeof(d));
+}
+
+/* DWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+ * 0, base, base + len - 1, 0, len): a window the bridge forwards to its devices. */
+static void res_dword_memory(struct aml *r, uint32_t base, uint32_t len)
+{
+    uint8_t d[3 + RES_DWORD_ADDRESS_LEN] = {RES_DWORD_ADDRESS, RES_DWORD_ADDRESS_LEN, 0,
+                                            RES_ADDRESS_MEMORY, RES_ADDRESS_PRODUCER_FIXED,
+                                            RES_MEMORY_RW_NONCACHEABLE};
+    put32(d + 6, 0); /* granularity */
+    put32(d + 10, base);
+    put32(d + 14, base + len - 1);
+    put32(d + 18, 0); /* translation offset */
+    put32(d + 22, len);
+    aml_bytes(r, d, sizeof(d));
+}
+
 /* Name(_CRS, ResourceTemplate(){...}) from descriptors collected in r. */
 static void aml_name_crs(struct aml *a, struct aml *r)
 {
@@ -501,6 +549,30 @@ static void dsdt_pvpanic(struct aml *a)
     aml_pkg_end(a, dev);
 }
 
+/*
+ * The PCI host bridge for bus 0 (bus/pci.h). Linux finds it by _HID PNP0A08 (PCI Express root
+ * bridge, whose config space MCFG describes) or _CID PNP0A03, and takes its BAR window from
+ * _CRS. The I/O descriptor claims the mechanism #1 ports, as firmware does; Linux drops it
+ * from the bridge's windows. No _PRT: devices interrupt through MSI-X only.
+ */
+static void dsdt_pci_host_bridge(struct aml *a)
+{
+    uint8_t crs[64];
+    struct aml r = {.buf = crs, .cap = sizeof(crs)};
+    res_word_bus_number(&r, 0, 0);
+    res_io(&r, X86_PCI_CONFIG_PORT, X86_PCI_CONFIG_PORTS);
+    res_dword_memory(&r, (uint32_t)X86_PCI_MMIO_BASE, (uint32_t)X86_PCI_MMIO_SIZE);
+
+    size_t dev = aml_device_begin(a, "PCI0");
+    aml_name_integer(a, "_HID", acpi_aml_eisaid("PNP0A08"));
+    aml_name_integer(a, "_CID", acpi_aml_eisaid("PNP0A03"));
+    aml_name_integer(a, "_UID", 0);
+    aml_name_integer(a, "_SEG", 0);
+    aml_name_integer(a, "_BBN", 0);
+    aml_name_crs(a, &r);
+    aml_pkg_end(a, dev);
+}
+
 static void dsdt_body(struct aml *a)
 {
     /*
@@ -517,11 +589,7 @@ static void dsdt_body(struct aml *a)
     dsdt_legacy_devices(a);
     dsdt_pvpanic(a);
     dsdt_power_button(a);
-    /*
-     * TO BE ADDED HERE, inside \_SB: the PCI host bridge, Device(PCI0) with _HID
-     * EISAID("PNP0A08"), _CID EISAID("PNP0A03"), _SEG, _BBN and a _CRS of bus numbers, I/O and
-     * MMIO windows (plus MCFG for ECAM).
-     */
+    dsdt_pci_host_bridge(a);
     aml_pkg_end(a, sb);
 }
 
@@ -580,24 +648,26 @@ static int write_rsdp(const struct guest_mem *mem, const struct acpi_layout *l)
  */
 static int write_rsdt(const struct guest_mem *mem, const struct acpi_layout *l)
 {
-    uint8_t *t = table_at(mem, l->rsdt, HDR_LEN + 2 * 4);
+    uint8_t *t = table_at(mem, l->rsdt, HDR_LEN + SDT_ENTRIES * 4);
     if (!t)
         return -EFAULT;
-    put_header(t, "RSDT", HDR_LEN + 2 * 4, 1);
+    put_header(t, "RSDT", HDR_LEN + SDT_ENTRIES * 4, 1);
     put32(t + HDR_LEN, (uint32_t)l->fadt);
     put32(t + HDR_LEN + 4, (uint32_t)l->madt);
+    put32(t + HDR_LEN + 8, (uint32_t)l->mcfg);
     seal(t);
     return 0;
 }
 
 static int write_xsdt(const struct guest_mem *mem, const struct acpi_layout *l)
 {
-    uint8_t *t = table_at(mem, l->xsdt, HDR_LEN + 2 * 8);
+    uint8_t *t = table_at(mem, l->xsdt, HDR_LEN + SDT_ENTRIES * 8);
     if (!t)
         return -EFAULT;
-    put_header(t, "XSDT", HDR_LEN + 2 * 8, 1);
+    put_header(t, "XSDT", HDR_LEN + SDT_ENTRIES * 8, 1);
     put64(t + HDR_LEN, l->fadt);
     put64(t + HDR_LEN + 8, l->madt);
+    put64(t + HDR_LEN + 16, l->mcfg);
     seal(t);
     return 0;
 }
@@ -699,6 +769,25 @@ static int write_madt(const struct guest_mem *mem, const struct acpi_layout *l, 
     return 0;
 }
 
+/*
+ * MCFG: ECAM for segment 0, bus 0 only. Linux also wants the region reserved in e820
+ * (fill_e820() in boot.c), or it will not use MMCONFIG.
+ */
+static int write_mcfg(const struct guest_mem *mem, const struct acpi_layout *l)
+{
+    uint8_t *t = table_at(mem, l->mcfg, MCFG_LEN);
+    if (!t)
+        return -EFAULT;
+    put_header(t, "MCFG", MCFG_LEN, MCFG_REVISION);
+    uint8_t *e = t + MCFG_ALLOCATION;
+    put64(e, X86_PCI_ECAM_BASE);
+    put16(e + 8, 0); /* PCI segment group */
+    e[10] = 0;       /* first bus */
+    e[11] = 0;       /* last bus */
+    seal(t);
+    return 0;
+}
+
 /* The DSDT is assembled in place, so it may use everything up to the end of the region. */
 static int write_dsdt(const struct guest_mem *mem, const struct acpi_layout *l)
 {
@@ -730,12 +819,13 @@ static uint64_t place(uint64_t *next, uint64_t len)
 static int plan_layout(unsigned cpus, struct acpi_layout *l)
 {
     uint64_t next = X86_ACPI_TABLES_ADDR;
-    l->rsdt = place(&next, HDR_LEN + 2 * 4);
-    l->xsdt = place(&next, HDR_LEN + 2 * 8);
+    l->rsdt = place(&next, HDR_LEN + SDT_ENTRIES * 4);
+    l->xsdt = place(&next, HDR_LEN + SDT_ENTRIES * 8);
     l->fadt = place(&next, FADT_LEN);
     l->madt = place(&next, MADT_LEN((uint64_t)cpus));
+    l->mcfg = place(&next, MCFG_LEN);
     l->dsdt = place(&next, HDR_LEN); /* grows as its AML is assembled */
-    bool full = !l->rsdt || !l->xsdt || !l->fadt || !l->madt || !l->dsdt;
+    bool full = !l->rsdt || !l->xsdt || !l->fadt || !l->madt || !l->mcfg || !l->dsdt;
     return full ? -ENOSPC : 0;
 }
 
@@ -755,6 +845,8 @@ int64_t acpi_build_tables(const struct guest_mem *mem, unsigned cpus)
         err = write_fadt(mem, &l);
     if (err == 0)
         err = write_madt(mem, &l, cpus);
+    if (err == 0)
+        err = write_mcfg(mem, &l);
     if (err == 0)
         err = write_dsdt(mem, &l);
     return err ? err : (int64_t)X86_ACPI_RSDP_ADDR;

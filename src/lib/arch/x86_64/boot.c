@@ -335,6 +335,8 @@ static void fill_e820(const struct guest_mem *mem, uint8_t *zero_page)
     /* EBDA, VGA hole and BIOS area: the ACPI tables live here. */
     add_e820(zero_page, X86_EBDA_START, X86_HIMEM_START - X86_EBDA_START, E820_RESERVED);
     add_e820(zero_page, X86_HIMEM_START, mem->low_size - X86_HIMEM_START, E820_RAM);
+    /* PCI ECAM (MCFG): Linux uses MMCONFIG only if firmware reserved it in e820. */
+    add_e820(zero_page, X86_PCI_ECAM_BASE, X86_PCI_ECAM_SIZE, E820_RESERVED);
     add_e820(zero_page, mem->high_base, mem->size - mem->low_size, E820_RAM);
 }
 

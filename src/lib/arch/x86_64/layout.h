@@ -29,6 +29,15 @@
 /* The PCI hole: RAM stops at 3 GiB and resumes at 4 GiB. */
 #define X86_PCI_HOLE_START (3 * X86_GiB)
 #define X86_HIGH_RAM_START (4 * X86_GiB)
+/*
+ * PCI (bus 0 only) in the hole. BARs are placed in the 32-bit MMIO window, which the DSDT's
+ * host bridge _CRS advertises. ECAM (MMCONFIG, described by MCFG and reserved in e820)
+ * follows it: 32 devices x 8 functions x 4 KiB for one bus is 1 MiB.
+ */
+#define X86_PCI_MMIO_BASE 0xc0000000ULL
+#define X86_PCI_MMIO_SIZE 0x20000000ULL /* 0xc0000000 .. 0xdfffffff */
+#define X86_PCI_ECAM_BASE 0xe0000000ULL
+#define X86_PCI_ECAM_SIZE X86_MiB
 #define X86_IOAPIC_ADDR 0xfec00000ULL
 #define X86_LAPIC_ADDR 0xfee00000ULL
 #define X86_IDENTITY_MAP_ADDR 0xfffbc000ULL /* one page KVM needs on Intel */
@@ -43,9 +52,16 @@
 #define X86_CMOS_PORT 0x70 /* index at 0x70, data at 0x71 */
 #define X86_CMOS_IRQ 8
 #define X86_PVPANIC_PORT 0x505
+/* PCI configuration mechanism #1: the address register at 0xcf8, the data window at 0xcfc. */
+#define X86_PCI_CONFIG_PORT 0xcf8
+#define X86_PCI_CONFIG_PORTS 8
 
 /* The ACPI Generic Event Device's interrupt: a pulse on it is a power-button press. */
 #define X86_GED_GSI 10
+
+/* GSIs 0..23 are the IOAPIC's pins; MSI-X vectors get GSIs from here up (KVM routing). */
+#define X86_IOAPIC_PINS 24
+#define X86_MSI_GSI_BASE 24
 
 /*
  * Hardware-reduced ACPI registers (one byte each), described by the FADT. A write of

@@ -1,0 +1,67 @@
+/*
+ * The modern virtio-over-PCI transport (virtio 1.2, 4.1), without the legacy interface.
+ *
+ * One virtio device becomes one PCI function: vendor 0x1af4, device 0x1040 + type, with the
+ * virtio capabilities (common, notify, ISR, device-specific configuration and the PCI
+ * configuration access window) in BAR 0 and MSI-X (one vector per queue plus one for
+ * configuration changes) in BAR 1.
+ *
+ * Threads: the guest's register accesses arrive on vCPU threads; everything the device model
+ * does runs on the VM's I/O loop. Queue kicks reach the loop through an eventfd per queue
+ * (bound to the notify address with KVM ioeventfd when the host offers it, so a kick costs no
+ * exit to user space). Reset and activation are handed to the loop and waited for, so a device
+ * never sees two threads.
+ */
+#ifndef COVE_VIRTIO_PCI_H
+#define COVE_VIRTIO_PCI_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bus/msix.h"
+#include "bus/pci.h"
+#include "guest_mem.h"
+#include "io_loop.h"
+#include "virtio/device.h"
+
+#define VIRTIO_PCI_VENDOR 0x1af4
+#define VIRTIO_PCI_DEVICE_BASE 0x1040
+
+/* BAR 0 layout: one page per structure. */
+#define VIRTIO_PCI_COMMON_OFFSET 0x0000
+#define VIRTIO_PCI_COMMON_SIZE 0x40
+#define VIRTIO_PCI_ISR_OFFSET 0x1000
+#define VIRTIO_PCI_DEVICE_OFFSET 0x2000
+#define VIRTIO_PCI_NOTIFY_OFFSET 0x3000
+#define VIRTIO_PCI_NOTIFY_MULTIPLIER 4
+#define VIRTIO_PCI_BAR0_SIZE 0x4000
+#define VIRTIO_PCI_MSIX_BAR 1
+
+/* What the VMM lends the transport. */
+struct virtio_pci_host {
+    struct pci_bus *bus;
+    struct io_loop *loop;
+    const struct guest_mem *mem;
+    struct msi_sink msi;
+    /* Binds eventfd to guest writes of len bytes at MMIO address addr (KVM ioeventfd).
+     * NULL, or a failure, leaves kicks to the BAR write handler, which is slower but equal. */
+    int (*add_ioeventfd)(void *ctx, uint64_t addr, unsigned len, int eventfd);
+    void (*remove_ioeventfd)(void *ctx, uint64_t addr, unsigned len, int eventfd);
+    void *ctx;
+};
+
+struct virtio_pci;
+
+/*
+ * Puts dev on the bus. The transport owns dev from then on (dev->ops->destroy at free).
+ * Returns NULL with one line in error on failure (and destroys dev).
+ */
+struct virtio_pci *virtio_pci_new(struct virtio_device *dev, const struct virtio_pci_host *host,
+                                  char *error, size_t error_len);
+/* After the vCPUs and the I/O loop stopped. */
+void virtio_pci_free(struct virtio_pci *vp);
+
+/* The PCI function, e.g. for tests that drive config space. */
+struct pci_device *virtio_pci_function(struct virtio_pci *vp);
+
+#endif

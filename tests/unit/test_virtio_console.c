@@ -1,0 +1,687 @@
+/*
+ * virtio-console: transmit chains reach the output descriptor in order; input from a pipe
+ * lands in the guest's receive buffers in order, never more than the device's bound waits in
+ * the device (the rest stays in the pipe), a reset drops what waited, and malformed rings ask
+ * for a reset without a crash.
+ *
+ * The test plays the driver (rings in a small fake guest RAM), the transport (queue set-up, a
+ * fake that counts interrupts and reset requests) and the VMM (a real I/O loop whose prepare
+ * hook calls virtio_console_prepare). io_loop_stop() is final for a loop, so each test runs
+ * the loop once, for a number of rounds, with an optional per-round script.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <endian.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "arch/x86_64/layout.h"
+#include "guest_mem.h"
+#include "io_loop.h"
+#include "virtio/console.h"
+
+#define MEM_SIZE (1 * X86_MiB)
+#define QSIZE 16
+#define RXQ 0
+#define TXQ 1
+#define RING_GPA(q) (0x1000ULL + 0x3000ULL * (q)) /* desc; avail +0x1000; used +0x2000 */
+#define DATA_GPA 0x10000ULL
+#define OUTSIDE_RAM 0x40000000ULL
+#define BOUND VIRTIO_CONSOLE_IN_BUFFER
+
+struct fake_transport {
+    unsigned signals[2];
+    unsigned needs_reset;
+};
+
+/* The driver's view of one queue. */
+struct driver_queue {
+    uint16_t avail_idx; /* next avail slot */
+    uint16_t next_desc; /* descriptors are handed out round-robin */
+};
+
+struct bench;
+typedef void (*round_fn)(struct bench *b, int round);
+
+struct bench {
+    struct guest_mem mem;
+    struct io_loop *loop;
+    struct virtio_device *dev;
+    struct virtq queues[2];
+    bool enabled[2];
+    struct fake_transport t;
+    struct driver_queue dq[2];
+    uint64_t next_data;   /* bump allocator for buffers */
+    int in[2], out[2];    /* pipes: the test writes in[1], reads out[0] */
+    int round, rounds;    /* loop rounds run / to run */
+    round_fn script;      /* runs at the start of each round, may be NULL */
+    bool sleep;           /* let the loop sleep when the console is idle */
+    void *ctx;            /* the script's own state */
+};
+
+struct buf {
+    uint64_t gpa;
+    uint32_t len;
+    bool write;
+};
+
+/* ---- The transport. ---- */
+
+static void t_signal_used(void *t, unsigned index)
+{
+    assert_true(index < 2);
+    ((struct fake_transport *)t)->signals[index]++;
+}
+
+static void t_signal_config(void *t) { (void)t; }
+static void t_needs_reset(void *t) { ((struct fake_transport *)t)->needs_reset++; }
+
+static const struct virtio_transport_ops transport_ops = {
+    .signal_used = t_signal_used,
+    .signal_config = t_signal_config,
+    .needs_reset = t_needs_reset,
+};
+
+static void enable_queues(struct bench *b)
+{
+    for (unsigned q = 0; q < 2; q++) {
+        uint64_t base = RING_GPA(q);
+        assert_int_equal(virtq_init(&b->queues[q], &b->mem, QSIZE, base, base + 0x1000,
+                                    base + 0x2000, false, false), 0);
+        b->enabled[q] = true;
+    }
+}
+
+/* The driver reset the device: the transport resets it and forgets the queues. */
+static void reset_device(struct bench *b)
+{
+    b->dev->ops->reset(b->dev);
+    b->enabled[RXQ] = b->enabled[TXQ] = false;
+}
+
+/* The driver starts over with fresh rings. */
+static void reinit_queues(struct bench *b)
+{
+    memset(guest_mem_ptr(&b->mem, RING_GPA(0), 0x6000), 0, 0x6000);
+    memset(b->dq, 0, sizeof(b->dq));
+    enable_queues(b);
+}
+
+static void make_pipe(int fds[2])
+{
+    assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
+}
+
+static void attach(struct bench *b, int in_fd, int out_fd)
+{
+    b->dev = virtio_console_new(in_fd, out_fd);
+    assert_non_null(b->dev);
+    enable_queues(b);
+    b->dev->queues = b->queues;
+    b->dev->queue_enabled = b->enabled;
+    b->dev->loop = b->loop;
+    b->dev->transport_ops = &transport_ops;
+    b->dev->transport = &b->t;
+    b->dev->driver_features = 1ULL << VIRTIO_F_VERSION_1;
+}
+
+static int setup(void **state)
+{
+    struct bench *b = calloc(1, sizeof(*b));
+    assert_non_null(b);
+    assert_int_equal(guest_mem_create(&b->mem, MEM_SIZE, X86_PCI_HOLE_START, X86_HIGH_RAM_START),
+                     0);
+    b->next_data = DATA_GPA;
+    b->loop = io_loop_new();
+    assert_non_null(b->loop);
+    make_pipe(b->in);
+    make_pipe(b->out);
+    attach(b, b->in[0], b->out[1]);
+    *state = b;
+    return 0;
+}
+
+static void close_fd(int fd)
+{
+    if (fd >= 0)
+        close(fd);
+}
+
+static int teardown(void **state)
+{
+    struct bench *b = *state;
+    b->dev->ops->destroy(b->dev);
+    io_loop_free(b->loop);
+    for (int i = 0; i < 2; i++) {
+        close_fd(b->in[i]);
+        close_fd(b->out[i]);
+    }
+    guest_mem_destroy(&b->mem);
+    free(b);
+    return 0;
+}
+
+/* ---- The VMM's I/O loop. ---- */
+
+static bool prepare_hook(void *opaque)
+{
+    struct bench *b = opaque;
+    if (b->script)
+        b->script(b, b->round);
+    bool busy = virtio_console_prepare(b->dev);
+    if (++b->round >= b->rounds)
+        io_loop_stop(b->loop);
+    /* A stepping test must not sleep: the loop would wait for input that never comes. */
+    return b->sleep ? busy : true;
+}
+
+static void run_loop(struct bench *b, int rounds, round_fn script)
+{
+    b->rounds = rounds;
+    b->script = script;
+    io_loop_set_prepare(b->loop, prepare_hook, b);
+    io_loop_run(b->loop);
+}
+
+/* ---- The driver. ---- */
+
+static uint8_t *gpa_ptr(struct bench *b, uint64_t gpa, uint64_t len)
+{
+    uint8_t *p = guest_mem_ptr(&b->mem, gpa, len);
+    assert_non_null(p);
+    return p;
+}
+
+static void put16(struct bench *b, uint64_t gpa, uint16_t v)
+{
+    v = htole16(v);
+    memcpy(gpa_ptr(b, gpa, 2), &v, 2);
+}
+
+static uint16_t get16(struct bench *b, uint64_t gpa)
+{
+    uint16_t v;
+    memcpy(&v, gpa_ptr(b, gpa, 2), 2);
+    return le16toh(v);
+}
+
+static uint32_t get32(struct bench *b, uint64_t gpa)
+{
+    uint32_t v;
+    memcpy(&v, gpa_ptr(b, gpa, 4), 4);
+    return le32toh(v);
+}
+
+static void set_desc(struct bench *b, unsigned q, uint16_t i, uint64_t addr, uint32_t len,
+                     uint16_t flags, uint16_t next)
+{
+    uint8_t raw[16];
+    uint64_t a = htole64(addr);
+    uint32_t l = htole32(len);
+    uint16_t f = htole16(flags), n = htole16(next);
+    memcpy(raw, &a, 8);
+    memcpy(raw + 8, &l, 4);
+    memcpy(raw + 12, &f, 2);
+    memcpy(raw + 14, &n, 2);
+    memcpy(gpa_ptr(b, RING_GPA(q) + 16ULL * i, 16), raw, 16);
+}
+
+/* A zeroed buffer in guest RAM, optionally holding `data`. */
+static uint64_t alloc_buf(struct bench *b, uint32_t len, const void *data)
+{
+    uint64_t gpa = b->next_data;
+    uint8_t *p = gpa_ptr(b, gpa, len);
+    memset(p, 0, len);
+    if (data)
+        memcpy(p, data, len);
+    b->next_data = (gpa + len + 15) & ~15ULL;
+    return gpa;
+}
+
+static void add_head(struct bench *b, unsigned q, uint16_t head)
+{
+    struct driver_queue *d = &b->dq[q];
+    uint64_t avail = RING_GPA(q) + 0x1000;
+    put16(b, avail + 4 + 2 * (d->avail_idx % QSIZE), head);
+    d->avail_idx++;
+    put16(b, avail + 2, d->avail_idx);
+}
+
+/* Chains bufs into consecutive descriptors and makes the chain available; returns its head. */
+static uint16_t post(struct bench *b, unsigned q, const struct buf *bufs, unsigned n)
+{
+    struct driver_queue *d = &b->dq[q];
+    uint16_t head = d->next_desc;
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t idx = (uint16_t)((head + i) % QSIZE);
+        uint16_t flags = (bufs[i].write ? VIRTQ_DESC_F_WRITE : 0) |
+                         (i + 1 < n ? VIRTQ_DESC_F_NEXT : 0);
+        set_desc(b, q, idx, bufs[i].gpa, bufs[i].len, flags, (uint16_t)((idx + 1) % QSIZE));
+    }
+    d->next_desc = (uint16_t)((head + n) % QSIZE);
+    add_head(b, q, head);
+    return head;
+}
+
+/* One receive buffer of len bytes; returns its guest address. */
+static uint64_t post_rx(struct bench *b, uint32_t len)
+{
+    struct buf buf = {alloc_buf(b, len, NULL), len, true};
+    post(b, RXQ, &buf, 1);
+    return buf.gpa;
+}
+
+static uint16_t post_tx(struct bench *b, const char *text)
+{
+    uint32_t len = (uint32_t)strlen(text);
+    struct buf buf = {alloc_buf(b, len, text), len, false};
+    return post(b, TXQ, &buf, 1);
+}
+
+static uint16_t used_idx(struct bench *b, unsigned q) { return get16(b, RING_GPA(q) + 0x2002); }
+
+static uint32_t used_id(struct bench *b, unsigned q, uint16_t slot)
+{
+    return get32(b, RING_GPA(q) + 0x2004 + 8 * (slot % QSIZE));
+}
+
+static uint32_t used_len(struct bench *b, unsigned q, uint16_t slot)
+{
+    return get32(b, RING_GPA(q) + 0x2008 + 8 * (slot % QSIZE));
+}
+
+static void kick(struct bench *b, unsigned q) { b->dev->ops->queue_notify(b->dev, q); }
+static void activate(struct bench *b) { b->dev->ops->activate(b->dev); }
+
+/* ---- Host side. ---- */
+
+static void host_write(int fd, const void *data, size_t len)
+{
+    assert_int_equal(write(fd, data, len), (ssize_t)len);
+}
+
+static size_t pipe_pending(int fd)
+{
+    int n = 0;
+    assert_int_equal(ioctl(fd, FIONREAD, &n), 0);
+    return (size_t)n;
+}
+
+/* Reads what is in a non-blocking pipe now. */
+static size_t drain_pipe(int fd, uint8_t *buf, size_t cap)
+{
+    size_t got = 0;
+    ssize_t n;
+    while (got < cap && (n = read(fd, buf + got, cap - got)) > 0)
+        got += (size_t)n;
+    return got;
+}
+
+static void fill_pattern(uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(i * 7 + i / 251);
+}
+
+/* ---- Tests: identity and output. ---- */
+
+static void test_identity(void **state)
+{
+    struct bench *b = *state;
+    assert_int_equal(b->dev->device_id, VIRTIO_ID_CONSOLE);
+    assert_int_equal(b->dev->num_queues, 2);
+    assert_int_equal(b->dev->device_features, 0);
+    assert_int_equal(b->dev->config_size, 12);
+    uint8_t cfg[12];
+    memset(cfg, 0xff, sizeof(cfg));
+    b->dev->ops->config_read(b->dev, 0, cfg, sizeof(cfg));
+    for (size_t i = 0; i < sizeof(cfg); i++)
+        assert_int_equal(cfg[i], 0);
+    assert_null(b->dev->ops->config_write);
+}
+
+/* Several chains, one of them split over two descriptors, come out in order. */
+static void test_output_in_order(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint16_t h0 = post_tx(b, "hello, ");
+    struct buf split[2] = {{alloc_buf(b, 3, "vir"), 3, false}, {alloc_buf(b, 3, "tio"), 3, false}};
+    uint16_t h1 = post(b, TXQ, split, 2);
+    uint16_t h2 = post_tx(b, " console\n");
+    kick(b, TXQ);
+    uint8_t got[64];
+    size_t n = drain_pipe(b->out[0], got, sizeof(got));
+    assert_int_equal(n, strlen("hello, virtio console\n"));
+    assert_memory_equal(got, "hello, virtio console\n", n);
+    assert_int_equal(used_idx(b, TXQ), 3);
+    assert_int_equal(used_id(b, TXQ, 0), h0);
+    assert_int_equal(used_id(b, TXQ, 1), h1);
+    assert_int_equal(used_id(b, TXQ, 2), h2);
+    for (uint16_t i = 0; i < 3; i++)
+        assert_int_equal(used_len(b, TXQ, i), 0);
+    assert_int_equal(b->t.signals[TXQ], 1);
+    assert_int_equal(b->t.needs_reset, 0);
+}
+
+/* Writable buffers on a transmit chain are ignored, not written and not sent. */
+static void test_output_ignores_writable(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    struct buf bufs[2] = {{alloc_buf(b, 2, "ok"), 2, false}, {alloc_buf(b, 8, NULL), 8, true}};
+    post(b, TXQ, bufs, 2);
+    kick(b, TXQ);
+    uint8_t got[16];
+    assert_int_equal(drain_pipe(b->out[0], got, sizeof(got)), 2);
+    assert_memory_equal(got, "ok", 2);
+    assert_int_equal(used_len(b, TXQ, 0), 0);
+}
+
+/* A broken output descriptor drops the bytes; the chains still go back to the guest. */
+static void test_output_error_drops(void **state)
+{
+    struct bench *b = *state;
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+    close(b->out[0]);
+    b->out[0] = -1;
+    activate(b);
+    post_tx(b, "lost");
+    post_tx(b, "also lost");
+    kick(b, TXQ);
+    assert_int_equal(used_idx(b, TXQ), 2);
+    assert_int_equal(b->t.signals[TXQ], 1);
+    assert_int_equal(b->t.needs_reset, 0);
+    signal(SIGPIPE, old);
+}
+
+/* Nothing is used before DRIVER_OK; activation sends what was queued. */
+static void test_output_waits_for_activate(void **state)
+{
+    struct bench *b = *state;
+    post_tx(b, "early");
+    kick(b, TXQ);
+    assert_int_equal(used_idx(b, TXQ), 0);
+    assert_int_equal(pipe_pending(b->out[0]), 0);
+    activate(b);
+    uint8_t got[16];
+    assert_int_equal(drain_pipe(b->out[0], got, sizeof(got)), 5);
+    assert_memory_equal(got, "early", 5);
+    assert_int_equal(used_idx(b, TXQ), 1);
+}
+
+/* ---- Tests: input. ---- */
+
+static void write_tail_at_round_3(struct bench *b, int round)
+{
+    if (round == 3)
+        host_write(b->in[1], "tail", 4);
+}
+
+/* Input fills the posted buffers in order, split across them, and keeps going as it comes. */
+static void test_input_split_across_buffers(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint64_t rx[4];
+    for (int i = 0; i < 4; i++)
+        rx[i] = post_rx(b, 8);
+    host_write(b->in[1], "0123456789abcdefXYZ", 19);
+    run_loop(b, 6, write_tail_at_round_3);
+    assert_int_equal(used_idx(b, RXQ), 4);
+    const uint32_t lens[4] = {8, 8, 3, 4};
+    const char *want[4] = {"01234567", "89abcdef", "XYZ", "tail"};
+    for (uint16_t i = 0; i < 4; i++) {
+        assert_int_equal(used_id(b, RXQ, i), i);
+        assert_int_equal(used_len(b, RXQ, i), lens[i]);
+        assert_memory_equal(gpa_ptr(b, rx[i], lens[i]), want[i], lens[i]);
+    }
+    assert_int_equal(b->t.signals[RXQ], 2);
+    assert_int_equal(b->t.needs_reset, 0);
+}
+
+/* Input read while the guest has no buffers waits in the device and goes out on the kick
+ * that posts some. */
+static void post_two_at_round_3(struct bench *b, int round)
+{
+    if (round != 3)
+        return;
+    assert_int_equal(used_idx(b, RXQ), 0);
+    assert_int_equal(pipe_pending(b->in[0]), 0); /* taken into the device */
+    post_rx(b, 64);
+    post_rx(b, 64);
+    kick(b, RXQ);
+}
+
+static void test_input_waits_for_buffers(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint8_t data[100];
+    fill_pattern(data, sizeof(data));
+    host_write(b->in[1], data, sizeof(data));
+    uint64_t first = b->next_data;
+    run_loop(b, 5, post_two_at_round_3);
+    assert_int_equal(used_idx(b, RXQ), 2);
+    assert_int_equal(used_len(b, RXQ, 0), 64);
+    assert_int_equal(used_len(b, RXQ, 1), 36);
+    assert_memory_equal(gpa_ptr(b, first, 64), data, 64);
+    assert_memory_equal(gpa_ptr(b, first + 64, 36), data + 64, 36);
+}
+
+/* With no buffers posted, the device takes the bound and no more: the rest stays in the pipe,
+ * and what the device took is delivered, in order, once buffers come. */
+static void test_input_bounded(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint8_t data[3 * BOUND];
+    fill_pattern(data, sizeof(data));
+    host_write(b->in[1], data, sizeof(data));
+    run_loop(b, 12, NULL);
+    assert_int_equal(used_idx(b, RXQ), 0);
+    uint8_t rest[3 * BOUND];
+    assert_int_equal(drain_pipe(b->in[0], rest, sizeof(rest)), sizeof(data) - BOUND);
+    assert_memory_equal(rest, data + BOUND, sizeof(data) - BOUND);
+
+    uint64_t rx = post_rx(b, 2 * BOUND);
+    kick(b, RXQ);
+    assert_int_equal(used_len(b, RXQ, 0), BOUND);
+    assert_memory_equal(gpa_ptr(b, rx, BOUND), data, BOUND);
+}
+
+/*
+ * The whole path with a sleeping loop, as in the VMM: the guest kicks through an eventfd (the
+ * transport's ioeventfd) each time it has consumed its small buffer. Input far beyond the
+ * bound gets through in order, so the device resumes console input whenever it frees room.
+ */
+struct resume_ctx {
+    int kick_fd;
+    size_t received;
+    uint8_t got[3 * BOUND];
+};
+
+static void kick_handler(void *opaque, uint32_t events)
+{
+    (void)events;
+    struct bench *b = opaque;
+    struct resume_ctx *ctx = b->ctx;
+    uint64_t count;
+    assert_int_equal(read(ctx->kick_fd, &count, sizeof(count)), sizeof(count));
+    kick(b, RXQ);
+}
+
+/* The guest: once its buffer is used, it takes the bytes and posts it again. */
+static void guest_round(struct bench *b, int round)
+{
+    (void)round;
+    struct resume_ctx *ctx = b->ctx;
+    uint16_t used = used_idx(b, RXQ);
+    if (used != b->dq[RXQ].avail_idx)
+        return;
+    if (used) {
+        uint32_t len = used_len(b, RXQ, (uint16_t)(used - 1));
+        assert_true(ctx->received + len <= sizeof(ctx->got));
+        memcpy(ctx->got + ctx->received, gpa_ptr(b, DATA_GPA, len), len);
+        ctx->received += len;
+    }
+    if (ctx->received == sizeof(ctx->got)) {
+        io_loop_stop(b->loop);
+        return;
+    }
+    b->next_data = DATA_GPA;
+    post_rx(b, 100);
+    uint64_t one = 1;
+    assert_int_equal(write(ctx->kick_fd, &one, sizeof(one)), sizeof(one));
+}
+
+static void test_input_resumes_after_full(void **state)
+{
+    struct bench *b = *state;
+    struct resume_ctx ctx = {.received = 0};
+    ctx.kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    assert_true(ctx.kick_fd >= 0);
+    assert_int_equal(io_loop_add(b->loop, ctx.kick_fd, EPOLLIN, kick_handler, b), 0);
+    b->ctx = &ctx;
+    b->sleep = true;
+    activate(b);
+    uint8_t data[3 * BOUND];
+    fill_pattern(data, sizeof(data));
+    host_write(b->in[1], data, sizeof(data));
+    alarm(10); /* a lost wake-up would sleep forever: fail instead */
+    run_loop(b, 100000, guest_round);
+    alarm(0);
+    assert_int_equal(ctx.received, sizeof(data));
+    assert_memory_equal(ctx.got, data, sizeof(data));
+    assert_int_equal(b->t.needs_reset, 0);
+    io_loop_remove(b->loop, ctx.kick_fd);
+    close(ctx.kick_fd);
+}
+
+/* ---- Tests: reset and hostile rings. ---- */
+
+/*
+ * Round 1: "stale" has been read into the device (no buffers). Reset: it is dropped and input
+ * detached, so "fresh" stays in the pipe until the driver activates again; then only "fresh"
+ * reaches the new buffer.
+ */
+static void reset_script(struct bench *b, int round)
+{
+    if (round == 2) {
+        assert_int_equal(pipe_pending(b->in[0]), 0);
+        reset_device(b);
+        host_write(b->in[1], "fresh", 5);
+    } else if (round == 4) {
+        assert_int_equal(pipe_pending(b->in[0]), 5);
+        reinit_queues(b);
+        post_rx(b, 64);
+        activate(b);
+    }
+}
+
+static void test_reset_drops_input(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    host_write(b->in[1], "stale", 5);
+    uint64_t rx = b->next_data;
+    run_loop(b, 7, reset_script);
+    assert_int_equal(used_idx(b, RXQ), 1);
+    assert_int_equal(used_len(b, RXQ, 0), 5);
+    assert_memory_equal(gpa_ptr(b, rx, 5), "fresh", 5);
+}
+
+/* A receive buffer outside RAM found while delivering input: reset requested, no crash. */
+static void test_malformed_rx_needs_reset(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    struct buf bad = {OUTSIDE_RAM, 64, true};
+    post(b, RXQ, &bad, 1);
+    host_write(b->in[1], "x", 1);
+    run_loop(b, 4, NULL);
+    assert_int_equal(b->t.needs_reset, 1);
+    assert_int_equal(used_idx(b, RXQ), 0);
+    kick(b, RXQ); /* broken: the rings are left alone until reset */
+    kick(b, TXQ);
+    assert_int_equal(b->t.needs_reset, 1);
+}
+
+/* A transmit chain that loops: reset requested, earlier good chains still sent. */
+static void test_malformed_tx_needs_reset(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    post_tx(b, "good");
+    set_desc(b, TXQ, 9, DATA_GPA, 4, VIRTQ_DESC_F_NEXT, 9);
+    add_head(b, TXQ, 9);
+    kick(b, TXQ);
+    assert_int_equal(b->t.needs_reset, 1);
+    assert_int_equal(used_idx(b, TXQ), 1);
+    assert_int_equal(b->t.signals[TXQ], 1);
+    uint8_t got[16];
+    assert_int_equal(drain_pipe(b->out[0], got, sizeof(got)), 4);
+    assert_memory_equal(got, "good", 4);
+}
+
+/* A head index beyond the queue, kicked on the receive queue with input waiting. */
+static void test_malformed_head_on_rx_kick(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    host_write(b->in[1], "abc", 3);
+    run_loop(b, 3, NULL);
+    add_head(b, RXQ, QSIZE + 3);
+    kick(b, RXQ);
+    assert_int_equal(b->t.needs_reset, 1);
+    assert_int_equal(used_idx(b, RXQ), 0);
+}
+
+/* Without descriptors, the device is output-discarding and input-less, and that is fine. */
+static void test_no_descriptors(void **state)
+{
+    struct bench *b = *state;
+    b->dev->ops->destroy(b->dev);
+    attach(b, -1, -1);
+    activate(b);
+    post_tx(b, "nowhere");
+    kick(b, TXQ);
+    assert_int_equal(used_idx(b, TXQ), 1);
+    assert_false(virtio_console_prepare(b->dev));
+    post_rx(b, 16);
+    kick(b, RXQ);
+    assert_int_equal(used_idx(b, RXQ), 0);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_identity),
+        T(test_output_in_order),
+        T(test_output_ignores_writable),
+        T(test_output_error_drops),
+        T(test_output_waits_for_activate),
+        T(test_input_split_across_buffers),
+        T(test_input_waits_for_buffers),
+        T(test_input_bounded),
+        T(test_input_resumes_after_full),
+        T(test_reset_drops_input),
+        T(test_malformed_rx_needs_reset),
+        T(test_malformed_tx_needs_reset),
+        T(test_malformed_head_on_rx_kick),
+        T(test_no_descriptors),
+    };
+#undef T
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
