@@ -12,6 +12,7 @@ packages=(
     liburing-dev                                   # virtio-blk I/O
     linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils  # the guest kernel
     busybox-static                                 # the default guest userspace
+    e2fsprogs                                      # disk images for the tests (mke2fs -d, debugfs)
     qemu-system-x86                                # the nested test host and the benchmarks' reference
 )
 missing=()
