@@ -307,51 +307,62 @@ static bool req_start(struct block_backend *b, struct block_req *r)
     return finish(r, -EINVAL);
 }
 
-/* Describes the syscall for the current stage (staging write data into the bounce buffer). */
-static void describe_step(struct block_backend *b, struct block_req *r, struct step *s)
+/* A read or write of what is left: straight from the caller's buffers, or one bounce chunk
+ * (write data staged into it now; read data copied out by rw_consume()). */
+static void rw_step(struct block_req *r, struct step *s)
+{
+    s->kind = r->kind == BLOCK_OP_READ ? STEP_READV : STEP_WRITEV;
+    s->offset = r->offset + r->done;
+    if (!r->bounce) {
+        s->iov = r->iov + r->first;
+        s->iovcnt = r->iovcnt - r->first;
+        return;
+    }
+    uint64_t left = r->len - r->done;
+    r->chunk.iov_base = r->bounce;
+    r->chunk.iov_len = left < BOUNCE_MAX ? left : BOUNCE_MAX;
+    if (r->kind == BLOCK_OP_WRITE)
+        iov_xfer(r->iov, r->iovcnt, r->done, r->bounce, r->chunk.iov_len, false);
+    s->iov = &r->chunk;
+    s->iovcnt = 1;
+}
+
+static void zero_write_step(const struct block_backend *b, struct block_req *r, struct step *s)
+{
+    uint64_t left = r->len - r->done;
+    r->chunk.iov_base = b->zeros;
+    r->chunk.iov_len = left < ZERO_CHUNK ? left : ZERO_CHUNK;
+    s->kind = STEP_WRITEV;
+    s->iov = &r->chunk;
+    s->iovcnt = 1;
+    s->offset = r->offset + r->done;
+}
+
+/* Describes the syscall the request's current stage needs. */
+static void describe_step(const struct block_backend *b, struct block_req *r, struct step *s)
 {
     memset(s, 0, sizeof(*s));
+    s->kind = STEP_FALLOCATE;
     s->offset = r->offset;
     s->len = r->len;
     switch (r->stage) {
     case STAGE_RW:
-        s->kind = r->kind == BLOCK_OP_READ ? STEP_READV : STEP_WRITEV;
-        s->offset = r->offset + r->done;
-        if (r->bounce) {
-            uint64_t left = r->len - r->done;
-            r->chunk.iov_base = r->bounce;
-            r->chunk.iov_len = left < BOUNCE_MAX ? left : BOUNCE_MAX;
-            if (r->kind == BLOCK_OP_WRITE)
-                iov_xfer(r->iov, r->iovcnt, r->done, r->bounce, r->chunk.iov_len, false);
-            s->iov = &r->chunk;
-            s->iovcnt = 1;
-        } else {
-            s->iov = r->iov + r->first;
-            s->iovcnt = r->iovcnt - r->first;
-        }
+        rw_step(r, s);
         break;
-    case STAGE_ZERO_WRITE: {
-        uint64_t left = r->len - r->done;
-        r->chunk.iov_base = b->zeros;
-        r->chunk.iov_len = left < ZERO_CHUNK ? left : ZERO_CHUNK;
-        s->kind = STEP_WRITEV;
-        s->iov = &r->chunk;
-        s->iovcnt = 1;
-        s->offset = r->offset + r->done;
+    case STAGE_ZERO_WRITE:
+        zero_write_step(b, r, s);
         break;
-    }
     case STAGE_FLUSH:
         s->kind = STEP_FSYNC;
         break;
     case STAGE_DISCARD:
     case STAGE_PUNCH:
-        s->kind = STEP_FALLOCATE;
         s->mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
         break;
     case STAGE_ZERO_RANGE:
-    case STAGE_DONE:
-        s->kind = STEP_FALLOCATE;
         s->mode = FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+        break;
+    case STAGE_DONE: /* never issued */
         break;
     }
 }
@@ -520,7 +531,8 @@ static bool needs_bounce(const struct block_backend *b, const struct block_op *o
     if (!b->direct || (op->kind != BLOCK_OP_READ && op->kind != BLOCK_OP_WRITE))
         return false;
     for (unsigned i = 0; i < op->iovcnt; i++)
-        if ((uintptr_t)op->iov[i].iov_base % DIRECT_ALIGN || op->iov[i].iov_len % DIRECT_ALIGN)
+        if (op->iov[i].iov_len &&
+            ((uintptr_t)op->iov[i].iov_base % DIRECT_ALIGN || op->iov[i].iov_len % DIRECT_ALIGN))
             return true;
     return false;
 }
@@ -617,9 +629,9 @@ void block_drain(struct block_backend *b)
         }
         if (!b->uring || !b->in_kernel)
             return;
-        struct io_uring_cqe *cqe;
-        int rc = io_uring_wait_cqe(&b->ring, &cqe);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN)
+        /* Submits too: SQEs a failed io_uring_submit() left behind must not wait for ever. */
+        int rc = io_uring_submit_and_wait(&b->ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
             return;
     }
 }
@@ -765,10 +777,10 @@ void block_close(struct block_backend *b)
     /* The kernel may still write into these requests' buffers: wait, but call nobody. */
     while (b->uring && b->in_kernel) {
         struct io_uring_cqe *cqe;
-        int rc = io_uring_wait_cqe(&b->ring, &cqe);
-        if (rc == -EINTR || rc == -EAGAIN)
+        int rc = io_uring_submit_and_wait(&b->ring, 1);
+        if (rc == -EINTR || rc == -EAGAIN || rc == -EBUSY)
             continue;
-        if (rc < 0)
+        if (rc < 0 || io_uring_peek_cqe(&b->ring, &cqe) != 0)
             break;
         req_free(io_uring_cqe_get_data(cqe));
         io_uring_cqe_seen(&b->ring, cqe);

@@ -29,7 +29,7 @@ enum block_op_kind {
     BLOCK_OP_READ,
     BLOCK_OP_WRITE,
     BLOCK_OP_FLUSH,        /* fdatasync */
-    BLOCK_OP_DISCARD,      /* punch a hole: the range then reads as zeros on a file */
+    BLOCK_OP_DISCARD,      /* a hint: punches a hole where the file system can */
     BLOCK_OP_WRITE_ZEROES, /* the range reads as zeros afterwards, guaranteed */
 };
 
@@ -75,7 +75,8 @@ bool block_uses_uring(const struct block_backend *b);
 int block_event_fd(const struct block_backend *b);
 
 /*
- * Starts an operation. 0: op->done will be called exactly once, from a later
+ * Starts an operation (zero-length ones included: they succeed without I/O).
+ * 0: op->done will be called exactly once, from a later
  * block_process_completions() or block_drain(), never from inside this call. Negative errno,
  * and done is never called: -EROFS for a write, discard or write-zeroes on a read-only backend,
  * -EINVAL for a malformed op (no callback, too many iovecs or bytes, a range past the end of

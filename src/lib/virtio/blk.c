@@ -58,6 +58,11 @@ static void finish_request(struct blk_request *r, uint32_t used)
 static void request_done(void *opaque, int result)
 {
     struct blk_request *r = opaque;
+    /* From before a reset: its status byte may lie in memory the driver reuses by now. */
+    if (r->generation != r->blk->generation) {
+        unlink_request(r);
+        return;
+    }
     finish_request(r, virtio_blk_complete(&r->req, result));
 }
 
