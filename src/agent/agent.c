@@ -31,6 +31,7 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -169,6 +170,55 @@ static void attach_console(void)
         close(fd);
 }
 
+static void exec_shell(const char *command)
+{
+    if (command != NULL)
+        execl(AGENT_SHELL, "sh", "-c", command, (char *)NULL);
+    else
+        execl(AGENT_SHELL, "sh", (char *)NULL);
+    say("exec %s: %s", AGENT_SHELL, strerror(errno));
+    _exit(127);
+}
+
+/* The shell the session leader waits for; its signals go there (see lead_session). */
+static pid_t session_shell;
+
+static void forward_signal(int sig)
+{
+    if (session_shell > 0)
+        kill(session_shell, sig);
+}
+
+/*
+ * The session leader, between PID 1 and the shell. When a session leader exits the kernel
+ * hangs up its terminal, and a hang-up throws away output the console has not sent yet: a
+ * command that prints and exits at once would lose its output. So the leader outlives the
+ * shell, waits for the console to drain, and only then exits with the shell's status.
+ */
+static void lead_session(const char *command)
+{
+    attach_console();
+    session_shell = fork();
+    if (session_shell == 0)
+        exec_shell(command);
+    if (session_shell < 0) {
+        say("fork: %s", strerror(errno));
+        _exit(127);
+    }
+    signal(SIGTERM, forward_signal);
+    signal(SIGINT, forward_signal);
+    signal(SIGHUP, forward_signal);
+    int status = 0;
+    while (waitpid(session_shell, &status, 0) < 0 && errno == EINTR)
+        continue;
+    tcdrain(STDOUT_FILENO);
+    if (WIFSIGNALED(status)) {
+        signal(WTERMSIG(status), SIG_DFL);
+        raise(WTERMSIG(status));
+    }
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 127);
+}
+
 /* Starts the session: `sh -c command`, or an interactive sh when command is NULL. */
 static pid_t spawn_session(const char *command)
 {
@@ -184,13 +234,8 @@ static pid_t spawn_session(const char *command)
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL); /* PID 1 blocks SIGCHLD for its signalfd */
-    attach_console();
-    if (command != NULL)
-        execl(AGENT_SHELL, "sh", "-c", command, (char *)NULL);
-    else
-        execl(AGENT_SHELL, "sh", (char *)NULL);
-    say("exec %s: %s", AGENT_SHELL, strerror(errno));
-    _exit(127);
+    lead_session(command);
+    return -1; /* not reached */
 }
 
 /* Whether an evdev node reports KEY_POWER: the ACPI power button cove presses to ask for a
@@ -313,6 +358,13 @@ static void report_status(int status)
 static void power_off(void)
 {
     fflush(NULL);
+    /* What the session wrote may still sit in the console's tty buffer, waiting for the UART
+     * or virtio-console to take it; reboot() does not wait for it, so wait here. */
+    int console = open(AGENT_CONSOLE, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+    if (console >= 0) {
+        tcdrain(console);
+        close(console);
+    }
     sync();
     reboot(RB_POWER_OFF);
     say("power off: %s", strerror(errno));
