@@ -1,7 +1,8 @@
 /*
  * bootbench: runs one VMM process and measures it from the outside.
  *
- *   bootbench [-i INTERVAL_US] [-m PREFIX] [-t SECONDS] [-b] OUTFILE -- VMM [ARGS...]
+ *   bootbench [-i INTERVAL_US] [-d DUTY_PERCENT] [-m PREFIX] [-t SECONDS] [-b] [-T]
+ *             OUTFILE -- VMM [ARGS...]
  *
  * It reads CLOCK_MONOTONIC, forks, and execs VMM with stdin from /dev/null and stdout and
  * stderr appended to OUTFILE. While the VMM runs it samples /proc/PID/smaps every
@@ -12,6 +13,12 @@
  * the guest's memory. The exit is seen through a pidfd, so the wall time does not depend on
  * the sampling interval.
  *
+ * Reading smaps is not free (the kernel walks the page tables of every mapping: ~1 ms for
+ * cove, ~10 ms for QEMU in the emulated test host), and a sampler that never rests would
+ * compete with the VMM for CPU. So after each sample it waits at least long enough to stay
+ * under DUTY_PERCENT (default 10) of one CPU, even if that stretches the interval. Memory
+ * grows during start-up and then stays flat, so the peak is still seen.
+ *
  * When the VMM has exited it prints one line on stdout:
  *
  *   wall_us=N peak_rss_kib=N peak_anon_kib=N guest_rss_kib=N samples=N cpu_us=N maxrss_kib=N status=N
@@ -21,10 +28,14 @@
  *   peak_anon_kib  Anonymous pages within that sum at the same sample
  *   guest_rss_kib  Rss of the guest RAM mappings at that sample (for information)
  *   samples        number of complete smaps samples
+ *   sample_us      mean time one smaps sample took
  *   cpu_us         user + system CPU time of the VMM (all threads)
  *   maxrss_kib     getrusage's ru_maxrss of the VMM: peak RSS *including* guest RAM
  *   status         exit status, or 128+N when killed by signal N
  *
+ * -T passes the VMM's stdout (its serial console) through a pipe and writes each line to
+ * OUTFILE prefixed with the time since fork at which its first byte arrived, "[+12.345 ms] ",
+ * to see when the guest got how far. Carriage returns are dropped.
  * -t kills the VMM (SIGKILL) when it runs longer than SECONDS (the status then says so).
  * -b also prints, on stderr, the non-guest mappings of the peak sample grouped by name with
  * their Rss, largest first (what the overhead is made of).
@@ -181,6 +192,38 @@ static bool take_sample(const char *path, const char *guest_prefix, bool by_name
     return any;
 }
 
+/* Copies one read() worth from in to out, stamping each line start with since_ns. Returns
+ * false at end of file. */
+static bool copy_stamped(int in, int out, uint64_t since_ns, bool *line_start)
+{
+    char buf[4096], obuf[4096 * 2 + 64];
+    ssize_t n = read(in, buf, sizeof(buf));
+    if (n <= 0)
+        return n < 0 && errno == EINTR;
+    size_t o = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        if (buf[i] == '\r')
+            continue;
+        if (*line_start) {
+            o += (size_t)snprintf(obuf + o, sizeof(obuf) - o, "[+%llu.%03llu ms] ",
+                                  (unsigned long long)(since_ns / 1000000),
+                                  (unsigned long long)(since_ns / 1000 % 1000));
+            *line_start = false;
+        }
+        obuf[o++] = buf[i];
+        if (buf[i] == '\n')
+            *line_start = true;
+        if (o > sizeof(obuf) - 64) {
+            if (write(out, obuf, o) < 0)
+                return false;
+            o = 0;
+        }
+    }
+    if (o && write(out, obuf, o) < 0)
+        return false;
+    return true;
+}
+
 static int cmp_name_rss(const void *a, const void *b)
 {
     const struct name_rss *x = a, *y = b;
@@ -189,27 +232,32 @@ static int cmp_name_rss(const void *a, const void *b)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: bootbench [-i INTERVAL_US] [-m GUEST_PREFIX] [-t SECONDS] [-b] OUTFILE -- VMM [ARGS...]\n");
+    fprintf(stderr, "usage: bootbench [-i INTERVAL_US] [-d DUTY_PERCENT] [-m GUEST_PREFIX] [-t SECONDS] [-b] "
+                    "[-T] OUTFILE -- VMM [ARGS...]\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     long interval_us = 2000;
+    long duty_percent = 10;
     const char *guest_prefix = "/memfd:";
     long timeout_s = 0;
     bool breakdown = false;
+    bool stamp = false;
     int opt;
-    while ((opt = getopt(argc, argv, "+i:m:t:b")) != -1) {
+    while ((opt = getopt(argc, argv, "+i:d:m:t:bT")) != -1) {
         switch (opt) {
         case 'i': interval_us = strtol(optarg, NULL, 10); break;
+        case 'd': duty_percent = strtol(optarg, NULL, 10); break;
         case 't': timeout_s = strtol(optarg, NULL, 10); break;
         case 'm': guest_prefix = optarg; break;
         case 'b': breakdown = true; break;
+        case 'T': stamp = true; break;
         default: usage();
         }
     }
-    if (interval_us <= 0 || argc - optind < 3 || strcmp(argv[optind + 1], "--") != 0)
+    if (interval_us <= 0 || duty_percent <= 0 || duty_percent > 100 || argc - optind < 3 || strcmp(argv[optind + 1], "--") != 0)
         usage();
     const char *outfile = argv[optind];
     char **vmm_argv = argv + optind + 2;
@@ -224,6 +272,11 @@ int main(int argc, char **argv)
     static struct sample cur, peak;
     bool have_peak = false;
     unsigned long samples = 0;
+    uint64_t sampling_ns = 0;
+
+    int pipe_fds[2] = {-1, -1};
+    if (stamp && pipe2(pipe_fds, O_CLOEXEC) < 0)
+        die("pipe2");
 
     uint64_t t0 = now_ns();
     pid_t pid = fork();
@@ -231,7 +284,7 @@ int main(int argc, char **argv)
         die("fork");
     if (pid == 0) {
         dup2(null_fd, 0);
-        dup2(out_fd, 1);
+        dup2(stamp ? pipe_fds[1] : out_fd, 1);
         dup2(out_fd, 2);
         execvp(vmm_argv[0], vmm_argv);
         fprintf(stderr, "bootbench: exec %s: %s\n", vmm_argv[0], strerror(errno));
@@ -240,6 +293,9 @@ int main(int argc, char **argv)
     int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
     if (pidfd < 0)
         die("pidfd_open");
+    if (stamp)
+        close(pipe_fds[1]);
+    bool line_start = true;
 
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
@@ -254,6 +310,7 @@ int main(int argc, char **argv)
             killed = true;
         }
         if (t >= next_ns) {
+            uint64_t started = t;
             if (take_sample(path, guest_prefix, breakdown, &cur)) {
                 samples++;
                 if (!have_peak || cur.rss_kib > peak.rss_kib) {
@@ -261,21 +318,34 @@ int main(int argc, char **argv)
                     have_peak = true;
                 }
             }
-            next_ns += (uint64_t)interval_us * 1000;
             t = now_ns();
-            if (next_ns < t) /* sampling slower than the interval: do not pile up */
-                next_ns = t;
+            uint64_t cost = t - started;
+            sampling_ns += cost;
+            next_ns += (uint64_t)interval_us * 1000;
+            /* Rest long enough to stay under the duty cycle; never pile up. */
+            uint64_t rest = cost * (uint64_t)(100 - duty_percent) / (uint64_t)duty_percent;
+            if (next_ns < t + rest)
+                next_ns = t + rest;
         }
         int timeout_ms = (int)((next_ns - t + 999999) / 1000000);
-        struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-        int r = poll(&pfd, 1, timeout_ms);
+        struct pollfd pfd[2] = {{.fd = pidfd, .events = POLLIN}, {.fd = pipe_fds[0], .events = POLLIN}};
+        int r = poll(pfd, pipe_fds[0] >= 0 ? 2 : 1, timeout_ms);
         if (r < 0 && errno != EINTR)
             die("poll");
-        if (r > 0) {
+        if (r > 0 && (pfd[0].revents & POLLIN)) {
             end_ns = now_ns();
             break;
         }
+        if (r > 0 && pfd[1].revents) {
+            if (!copy_stamped(pipe_fds[0], out_fd, now_ns() - t0, &line_start)) {
+                close(pipe_fds[0]);
+                pipe_fds[0] = -1;
+            }
+        }
     }
+    /* What the VMM wrote just before it exited. */
+    while (pipe_fds[0] >= 0 && copy_stamped(pipe_fds[0], out_fd, now_ns() - t0, &line_start))
+        ;
 
     int status;
     struct rusage ru;
@@ -286,9 +356,10 @@ int main(int argc, char **argv)
                       (uint64_t)ru.ru_stime.tv_sec * 1000000 + (uint64_t)ru.ru_stime.tv_usec;
 
     printf("wall_us=%llu peak_rss_kib=%llu peak_anon_kib=%llu guest_rss_kib=%llu samples=%lu "
-           "cpu_us=%llu maxrss_kib=%ld status=%d\n",
+           "sample_us=%llu cpu_us=%llu maxrss_kib=%ld status=%d\n",
            (unsigned long long)((end_ns - t0) / 1000), (unsigned long long)peak.rss_kib,
            (unsigned long long)peak.anon_kib, (unsigned long long)peak.guest_kib, samples,
+           (unsigned long long)(samples ? sampling_ns / samples / 1000 : 0),
            (unsigned long long)cpu_us, ru.ru_maxrss, code);
     fflush(stdout);
     if (breakdown && have_peak) {

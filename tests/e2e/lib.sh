@@ -2,12 +2,36 @@
 # cases also run inside the busybox-only test host.
 #
 # Environment given by the runner: COVE, VM_API (the libcove API test program), KERNEL,
-# VMLINUX, INITRD, WORK (empty scratch dir).
+# VMLINUX, INITRD, WORK (empty scratch dir), VIRTIO_GARBAGE (the static hostile virtio driver
+# the cases carry into guests, tests/e2e/guest/virtio_garbage.c), E2E_MODE (direct or
+# testhost, see run.sh; only for working around the test host's own limits).
 #
 # A case records failed checks with `fail` (it keeps going, so one run shows every broken
 # check) and ends with `finish`, which exits 1 if any check failed.
 
 : "${COVE:?}" "${VM_API:?}" "${KERNEL:?}" "${VMLINUX:?}" "${INITRD:?}" "${WORK:?}"
+
+# e2fsprogs live in sbin, which a non-root PATH may lack (the test host puts its copies first).
+PATH=$PATH:/usr/sbin:/sbin
+export PATH
+
+# e2fsprogs by full path: busybox sh (the test host's shell) runs its own mke2fs applet, which
+# knows neither -t ext4 nor -d, whatever PATH says. Prints the first of NAME in /usr/local/sbin,
+# /usr/sbin, /sbin that is not busybox, or NAME itself (then the case fails on the missing tool).
+e2fsprogs_tool() {
+    for _dir in /usr/local/sbin /usr/sbin /sbin; do
+        [ -x "$_dir/$1" ] || continue
+        case $(readlink -f "$_dir/$1") in
+            *busybox) continue ;;
+        esac
+        echo "$_dir/$1"
+        return
+    done
+    echo "$1"
+}
+MKE2FS=$(e2fsprogs_tool mke2fs)
+DEBUGFS=$(e2fsprogs_tool debugfs)
+E2FSCK=$(e2fsprogs_tool e2fsck)
 
 # Most runs of cove are bounded by this (seconds), so a hung VM fails one check quickly
 # instead of eating the whole case timeout.
@@ -25,6 +49,11 @@ fail() {
 
 note() {
     echo "  $*"
+}
+
+# any_failed: whether a check of this case has failed so far.
+any_failed() {
+    [ "$e2e_failed" -ne 0 ]
 }
 
 finish() {
@@ -134,4 +163,30 @@ wait_for() {
         _n=$((_n - 1))
     done
     return 1
+}
+
+# make_ext4 IMAGE SIZE DIR: creates IMAGE (SIZE as mke2fs takes it, e.g. 32M), an ext4 file
+# system holding a copy of DIR, without root (mke2fs -d; e2fsprogs, not busybox's mke2fs).
+# Returns 1 after a failed check when it cannot.
+make_ext4() {
+    if ! "$MKE2FS" -q -t ext4 -d "$3" "$1" "$2" > "$1.mke2fs" 2>&1; then
+        fail "mke2fs -t ext4 -d '$3' '$1' $2 failed (needs e2fsprogs 1.43+: apt-get install e2fsprogs)"
+        show "$1.mke2fs"
+        return 1
+    fi
+    rm -f "$1.mke2fs"
+}
+
+# need_virtio_garbage: fails the case unless $VIRTIO_GARBAGE is there (the runner passes it).
+need_virtio_garbage() {
+    if [ ! -x "${VIRTIO_GARBAGE:-}" ]; then
+        fail "VIRTIO_GARBAGE '${VIRTIO_GARBAGE:-}' is not an executable (run.sh --virtio-garbage)"
+        finish
+    fi
+}
+
+# pattern_image FILE SECTORS: writes FILE, SECTORS sectors of 512 bytes, each starting with
+# "SECTOR-%08d" (its number) and padded with spaces to a newline.
+pattern_image() {
+    awk -v n="$2" 'BEGIN { for (i = 0; i < n; i++) printf "%-511s\n", sprintf("SECTOR-%08d", i) }' > "$1"
 }

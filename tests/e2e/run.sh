@@ -1,10 +1,15 @@
 #!/bin/sh
 # Cove end-to-end tests: boots real guests with the cove CLI and checks what they do.
 #
-#   run.sh [--cove PATH] [--vm-api PATH] [--initrd PATH] [--filter PATTERN] [--log PATH]
-#          [--mode direct|testhost]
+#   run.sh [--cove PATH] [--vm-api PATH] [--virtio-garbage PATH] [--initrd PATH]
+#          [--filter PATTERN] [--log PATH] [--mode direct|testhost]
 #
 # --vm-api is the libcove API test program (tests/e2e/vm_api.c), run by the cases as $VM_API.
+# --virtio-garbage is the static hostile virtio driver (tests/e2e/guest/virtio_garbage.c) the
+# cases carry into guests on a disk image, as $VIRTIO_GARBAGE.
+#
+# The disk cases make ext4 images with e2fsprogs (mke2fs -d, debugfs, e2fsck): in direct mode
+# the host's; in testhost mode this script carries the host's into the test host.
 #
 # Cases are tests/e2e/cases/NN-name.sh (see lib.sh for their environment). --filter keeps the
 # cases whose name contains PATTERN (a shell glob, e.g. 'signals' or '[0-4]?-*').
@@ -27,6 +32,7 @@ root=$(cd "$here/../.." && pwd)
 
 cove=$root/build/src/cli/cove
 vm_api=$root/build/tests/e2e/vm_api
+virtio_garbage=$root/build/tests/e2e/virtio_garbage
 initrd=$root/build/guest/initramfs.cpio.gz
 filter=
 log=
@@ -35,6 +41,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --cove) cove=${2:?--cove needs a path}; shift 2 ;;
         --vm-api) vm_api=${2:?--vm-api needs a path}; shift 2 ;;
+        --virtio-garbage) virtio_garbage=${2:?--virtio-garbage needs a path}; shift 2 ;;
         --initrd) initrd=${2:?--initrd needs a path}; shift 2 ;;
         --filter) filter=${2:?--filter needs a pattern}; shift 2 ;;
         --log) log=${2:?--log needs a path}; shift 2 ;;
@@ -60,9 +67,12 @@ abspath() {
 
 [ -x "$cove" ] || suite_fail "cove binary '$cove' not found (build it, or pass --cove)"
 [ -x "$vm_api" ] || suite_fail "API test program '$vm_api' not found (build it, or pass --vm-api)"
+[ -x "$virtio_garbage" ] ||
+    suite_fail "guest test program '$virtio_garbage' not found (build it, or pass --virtio-garbage)"
 [ -f "$initrd" ] || suite_fail "guest initramfs '$initrd' not found (build it, or pass --initrd)"
 cove=$(abspath "$cove")
 vm_api=$(abspath "$vm_api")
+virtio_garbage=$(abspath "$virtio_garbage")
 initrd=$(abspath "$initrd")
 
 # ---- Cases ----
@@ -158,17 +168,37 @@ case_files() {
 started=$(date +%s)
 if [ "$mode" = direct ]; then
     # shellcheck disable=SC2046
-    COVE=$cove VM_API=$vm_api KERNEL=$kernel VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
+    E2E_MODE=direct COVE=$cove VM_API=$vm_api VIRTIO_GARBAGE=$virtio_garbage KERNEL=$kernel \
+        VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
         "$here/run-cases.sh" $(case_files "$here/cases") 2>&1 | tee "$log" | stream
 else
     # The test host's initramfs: busybox (added by build-initramfs.sh), cove with the shared
-    # libraries it needs at their usual paths, kernel + vmlinux + default initrd, the cases
-    # and the runner. Its /init is testhost-init.sh.
+    # libraries it needs at their usual paths, e2fsprogs in /usr/local/sbin (first on the test
+    # host's PATH: busybox has an mke2fs of its own in /sbin, without -t ext4 or -d), kernel +
+    # vmlinux + default initrd, the guest test program, the cases and the runner. Its /init
+    # is testhost-init.sh.
     overlay=$tmp/overlay
-    mkdir -p "$overlay/e2e/bin" "$overlay/e2e/guest" "$overlay/e2e/cases"
+    mkdir -p "$overlay/e2e/bin" "$overlay/e2e/guest" "$overlay/e2e/cases" "$overlay/usr/local/sbin"
     cp "$cove" "$overlay/e2e/bin/cove"
     cp "$vm_api" "$overlay/e2e/bin/vm_api"
-    for lib in $(ldd "$cove" "$vm_api" 2>/dev/null | grep -o '/[^ ]*'); do
+    cp "$virtio_garbage" "$overlay/e2e/bin/virtio_garbage"
+    e2fsprogs=
+    for tool in mke2fs debugfs e2fsck; do
+        found=
+        for dir in /usr/sbin /sbin /usr/bin /bin; do
+            [ -x "$dir/$tool" ] && { found=$dir/$tool; break; }
+        done
+        if [ -n "$found" ]; then
+            cp -L "$found" "$overlay/usr/local/sbin/$tool"
+            e2fsprogs="$e2fsprogs $found"
+        else
+            echo "e2e: $tool not found on this host (apt-get install e2fsprogs): the disk cases will fail"
+        fi
+    done
+    [ -f /etc/mke2fs.conf ] && mkdir -p "$overlay/etc" && cp /etc/mke2fs.conf "$overlay/etc/"
+    # shellcheck disable=SC2086
+    # (ldd names each file on a line of its own, "PATH:", when given several.)
+    for lib in $(ldd "$cove" "$vm_api" $e2fsprogs 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*'); do
         mkdir -p "$overlay${lib%/*}"
         cp -L "$lib" "$overlay$lib"
     done

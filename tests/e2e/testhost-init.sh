@@ -4,7 +4,8 @@
 # under /e2e (see there). It runs the cases, prints their results on the console (the serial
 # port run.sh logs), then powers off. If it dies early the kernel panics and QEMU exits
 # (-no-reboot) without "COVE-E2E-DONE", which run.sh counts as a failure of the suite.
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+# /usr/local/sbin first: e2fsprogs carried in by run.sh, ahead of busybox's own mke2fs.
+export PATH=/usr/local/sbin:/bin:/sbin:/usr/bin:/usr/sbin
 export HOME=/root
 
 mount -t proc proc /proc
@@ -15,6 +16,8 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 
 export COVE=/e2e/bin/cove
 export VM_API=/e2e/bin/vm_api
+export VIRTIO_GARBAGE=/e2e/bin/virtio_garbage
+export E2E_MODE=testhost
 export KERNEL=/e2e/guest/bzImage
 export VMLINUX=/e2e/guest/vmlinux
 export INITRD=/e2e/guest/initramfs.cpio.gz
