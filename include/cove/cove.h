@@ -116,6 +116,26 @@ int cove_config_add_disk(cove_config *config, const char *path, const cove_disk_
  */
 void cove_config_set_entropy(cove_config *config, bool enabled);
 
+/*
+ * Sockets: a virtio-vsock device, stream sockets between host and guest (AF_VSOCK in the
+ * guest, which reaches the host at COVE_VSOCK_HOST_CID). Off by default; cove_vm_exec needs it.
+ *
+ * guest_cid: the guest's address, COVE_VSOCK_MIN_CID .. COVE_VSOCK_MAX_CID (0: the default,
+ * COVE_VSOCK_MIN_CID; CIDs are per VM, so every VM may use the same one).
+ * uds_path: NULL, or a Unix socket path on which the VM listens for other host programs while
+ * it runs (the Firecracker convention): a program connects, writes "CONNECT <port>\n", reads
+ * "OK <host-port>\n" and then holds a stream to that guest port. A guest connection to host
+ * port P is relayed to the Unix socket "<uds_path>_P" when something listens there and is
+ * refused otherwise. The path must not exist; the VM removes it when it is freed. The path is
+ * copied. Returns 0, or -EINVAL for an empty uds_path, -ENOMEM.
+ */
+#define COVE_VSOCK_HOST_CID 2
+#define COVE_VSOCK_MIN_CID 3
+#define COVE_VSOCK_MAX_CID 0xfffffffeu
+int cove_config_set_vsock(cove_config *config, uint64_t guest_cid, const char *uds_path);
+/* Whether a vsock device is configured; *guest_cid and *uds_path (NULL: none) when not NULL. */
+bool cove_config_vsock(const cove_config *config, uint64_t *guest_cid, const char **uds_path);
+
 const char *cove_config_kernel(const cove_config *config);
 const char *cove_config_initrd(const cove_config *config);
 const char *cove_config_cmdline(const cove_config *config);
@@ -227,6 +247,95 @@ cove_exit cove_vm_exit(const cove_vm *vm);
 #define COVE_BOOT_PORT 0x0440
 #define COVE_BOOT_MAGIC 0x7b
 uint64_t cove_vm_boot_signal_ns(const cove_vm *vm);
+
+/* ---- Sockets and the guest agent ---- */
+
+/*
+ * Opens a stream to the guest's vsock port. Waits up to timeout_ms (-1: no limit) for the
+ * guest to accept, retrying while nothing listens there yet (the guest may still be booting).
+ * Returns a connected stream socket that the caller owns and closes, or a negative errno with
+ * error filled: -ENODEV without a vsock device, -EINVAL unless the VM is running (or starting),
+ * -ETIMEDOUT, -ECONNREFUSED when the VM ended meanwhile. Blocks: never call it from a state
+ * callback.
+ */
+int cove_vm_connect(cove_vm *vm, uint32_t port, int timeout_ms, cove_error *error);
+
+/* The vsock port cove-agent serves (docs/agent-protocol.md). */
+#define COVE_AGENT_PORT 1024
+
+/* A command run in the guest by cove-agent. */
+typedef struct cove_exec cove_exec;
+
+typedef struct cove_exec_options {
+    const char *const *argv; /* NULL-terminated, at least argv[0]; looked up in the guest's PATH */
+    /* NULL-terminated "NAME=VALUE" entries set on top of the agent's environment (PATH, HOME,
+     * TERM with a tty); NULL: none. Carried only over vsock: never on a command line or disk. */
+    const char *const *env;
+    const char *cwd; /* NULL: "/" */
+    uint32_t uid;    /* 0: root */
+    uint32_t gid;
+    bool tty;        /* run on a pseudo-terminal: stdout_fd gets all output, stderr_fd none */
+    uint16_t rows;   /* the tty's initial size; 0: 24 x 80 */
+    uint16_t cols;
+    /* Host descriptors, owned by the caller and left open. stdin_fd -1: the command reads
+     * end-of-file at once; stdout_fd/stderr_fd -1: that output is discarded. */
+    int stdin_fd;
+    int stdout_fd;
+    int stderr_fd;
+} cove_exec_options;
+
+/* Fills options with the defaults: no argv, no env, "/", root, no tty, every fd -1. */
+void cove_exec_options_init(cove_exec_options *options);
+
+typedef enum cove_exec_state {
+    COVE_EXEC_RUNNING,
+    COVE_EXEC_EXITED,   /* code: the exit status */
+    COVE_EXEC_SIGNALED, /* code: the signal number that ended it */
+    COVE_EXEC_FAILED,   /* it never ran; code: the guest's errno (ENOENT: no such command) */
+    COVE_EXEC_LOST,     /* the connection to the agent broke (the VM ended, the agent died) */
+} cove_exec_state;
+
+typedef struct cove_exec_status {
+    cove_exec_state state;
+    int code;
+    char message[COVE_ERROR_MAX]; /* FAILED and LOST: one line saying why */
+} cove_exec_status;
+
+/*
+ * Runs options->argv in the guest through cove-agent (vsock port COVE_AGENT_PORT), waiting up
+ * to timeout_ms for the agent to answer (it may still be booting). A libcove thread then
+ * copies stdin_fd to the command and its output to stdout_fd and stderr_fd, byte for byte,
+ * until the command has ended and its output is written. Returns NULL with error filled when
+ * the agent could not be reached or refused the request; a command that cannot start (not
+ * found, not executable) gives an exec that ends COVE_EXEC_FAILED.
+ */
+cove_exec *cove_vm_exec(cove_vm *vm, const cove_exec_options *options, int timeout_ms,
+                        cove_error *error);
+/* Sends signo to the command (its process group). -ESRCH once it has ended. */
+int cove_exec_signal(cove_exec *exec, int signo);
+/* Changes the tty's window size (the command gets SIGWINCH). -ENOTTY without a tty. */
+int cove_exec_resize(cove_exec *exec, uint16_t rows, uint16_t cols);
+/* A descriptor that becomes readable once the exec has ended (for poll/epoll). */
+int cove_exec_fd(const cove_exec *exec);
+/* Waits up to timeout_ms (-1: no limit) for the end; fills status either way. Returns the
+ * state (COVE_EXEC_RUNNING when the time ran out). */
+cove_exec_state cove_exec_wait(cove_exec *exec, int timeout_ms, cove_exec_status *status);
+/* Kills the command if it still runs (SIGKILL), waits for the copying thread, frees. */
+void cove_exec_free(cove_exec *exec);
+
+/* Copies a host file (read from src_fd to its end) to guest_path, created or replaced, with
+ * permission bits mode. Returns 0 or a negative errno with error filled. */
+int cove_vm_copy_in(cove_vm *vm, int src_fd, const char *guest_path, uint32_t mode,
+                    int timeout_ms, cove_error *error);
+/* Copies the guest file guest_path to dst_fd. Returns 0 or a negative errno with error filled. */
+int cove_vm_copy_out(cove_vm *vm, const char *guest_path, int dst_fd, int timeout_ms,
+                     cove_error *error);
+/*
+ * Asks cove-agent to sync the guest's file systems and power off; the VM then ends with
+ * COVE_EXIT_POWEROFF. Returns 0 once the agent accepted, or a negative errno with error filled
+ * (use cove_vm_stop then).
+ */
+int cove_vm_agent_shutdown(cove_vm *vm, int timeout_ms, cove_error *error);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,25 @@
+/*
+ * The host side of the cove-agent protocol (docs/agent-protocol.md) over an already connected
+ * stream (normally vsock port COVE_AGENT_PORT, see cove_vm_connect). vm.c connects; this file
+ * speaks the protocol. The public cove_exec_* functions of cove.h live in exec.c too.
+ *
+ * Each call takes ownership of agent_fd and closes it (for an exec: when the exec is freed).
+ * timeout_ms bounds the handshake and, for the one-shot requests, the whole request; -1 means
+ * no limit.
+ */
+#ifndef COVE_EXEC_H
+#define COVE_EXEC_H
+
+#include <stdint.h>
+
+#include <cove/cove.h>
+
+cove_exec *exec_start(int agent_fd, const cove_exec_options *options, int timeout_ms,
+                      cove_error *error);
+int agent_copy_in(int agent_fd, int src_fd, const char *guest_path, uint32_t mode, int timeout_ms,
+                  cove_error *error);
+int agent_copy_out(int agent_fd, const char *guest_path, int dst_fd, int timeout_ms,
+                   cove_error *error);
+int agent_shutdown(int agent_fd, int timeout_ms, cove_error *error);
+
+#endif
