@@ -67,6 +67,7 @@ void cove_config_free(cove_config *config)
     free(config->initrd_path);
     free(config->cmdline);
     free(config->serial_path);
+    free(config->vsock_path);
     free_disks(config);
     free(config);
 }
@@ -284,15 +285,37 @@ cove_config *cove_config_copy(const cove_config *config)
     *copy = *config;
     /* Cleared first so a failure half way frees only what this copy owns. */
     copy->kernel_path = copy->initrd_path = copy->cmdline = copy->serial_path = NULL;
+    copy->vsock_path = NULL;
     if (copy_disks(copy, config) ||
         replace_string(&copy->kernel_path, config->kernel_path) ||
         replace_string(&copy->initrd_path, config->initrd_path) ||
         replace_string(&copy->cmdline, config->cmdline) ||
-        replace_string(&copy->serial_path, config->serial_path)) {
+        replace_string(&copy->serial_path, config->serial_path) ||
+        replace_string(&copy->vsock_path, config->vsock_path)) {
         cove_config_free(copy);
         return NULL;
     }
     return copy;
+}
+
+int cove_config_set_vsock(cove_config *config, uint64_t guest_cid, const char *uds_path)
+{
+    if (uds_path && !uds_path[0])
+        return -EINVAL;
+    if (replace_string(&config->vsock_path, uds_path) < 0)
+        return -ENOMEM;
+    config->vsock = true;
+    config->vsock_cid = guest_cid ? guest_cid : COVE_VSOCK_MIN_CID;
+    return 0;
+}
+
+bool cove_config_vsock(const cove_config *config, uint64_t *guest_cid, const char **uds_path)
+{
+    if (guest_cid)
+        *guest_cid = config->vsock_cid;
+    if (uds_path)
+        *uds_path = config->vsock_path;
+    return config->vsock;
 }
 
 /* ---- Validation ---- */
@@ -487,7 +510,25 @@ static void check_fd(struct report *r, const char *role, int fd, int unusable_mo
         add_problem(r, "serial: %s descriptor %d is not open for %s", role, fd, needed);
 }
 
-/* The log is created at VM start, so here only its directory has to exist and be writable. */
+/* A file created at VM start: here only its directory has to exist and be writable. */
+static void check_parent_dir(struct report *r, const char *what, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) {
+        add_errno_problem(r, what, path, ENOMEM);
+        return;
+    }
+    struct stat st;
+    if (stat(dir, &st) != 0)
+        add_errno_problem(r, what, path, errno);
+    else if (!S_ISDIR(st.st_mode))
+        add_errno_problem(r, what, path, ENOTDIR);
+    else if (access(dir, W_OK | X_OK) != 0)
+        add_errno_problem(r, what, path, errno);
+    free(dir);
+}
+
 static void check_serial_file(struct report *r, const char *path)
 {
     struct stat st;
@@ -498,23 +539,10 @@ static void check_serial_file(struct report *r, const char *path)
             add_errno_problem(r, "serial file", path, errno);
         return;
     }
-    if (errno != ENOENT) {
+    if (errno != ENOENT)
         add_errno_problem(r, "serial file", path, errno);
-        return;
-    }
-    const char *slash = strrchr(path, '/');
-    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
-    if (!dir) {
-        add_errno_problem(r, "serial file", path, ENOMEM);
-        return;
-    }
-    if (stat(dir, &st) != 0)
-        add_errno_problem(r, "serial file", path, errno);
-    else if (!S_ISDIR(st.st_mode))
-        add_errno_problem(r, "serial file", path, ENOTDIR);
-    else if (access(dir, W_OK | X_OK) != 0)
-        add_errno_problem(r, "serial file", path, errno);
-    free(dir);
+    else
+        check_parent_dir(r, "serial file", path);
 }
 
 static void check_serial(struct report *r, const cove_config *config)
@@ -693,6 +721,31 @@ static void check_disks(struct report *r, const cove_config *config)
     free(ids);
 }
 
+/* The socket is bound at VM start; like Firecracker, cove never replaces an existing file. */
+static void check_vsock(struct report *r, const cove_config *config)
+{
+    if (!config->vsock)
+        return;
+    if (config->vsock_cid < COVE_VSOCK_MIN_CID || config->vsock_cid > COVE_VSOCK_MAX_CID)
+        add_problem(r, "vsock: guest CID %llu is reserved or too large (use %u to %u)",
+                    (unsigned long long)config->vsock_cid, COVE_VSOCK_MIN_CID,
+                    COVE_VSOCK_MAX_CID);
+    const char *path = config->vsock_path;
+    if (!path)
+        return;
+    struct stat st;
+    if (strlen(path) > COVE_VSOCK_PATH_MAX)
+        add_problem(r, "vsock socket '%s': longer than %d bytes (use a shorter path)", path,
+                    COVE_VSOCK_PATH_MAX);
+    else if (lstat(path, &st) == 0)
+        add_problem(r, "vsock socket '%s': already exists (remove it or pick another path)",
+                    path);
+    else if (errno != ENOENT)
+        add_errno_problem(r, "vsock socket", path, errno);
+    else
+        check_parent_dir(r, "vsock socket", path);
+}
+
 size_t cove_config_validate(const cove_config *config, cove_problems *problems)
 {
     struct report r = {.out = problems};
@@ -712,6 +765,7 @@ size_t cove_config_validate(const cove_config *config, cove_problems *problems)
     check_serial(&r, config);
     check_console_device(&r, config->console_device);
     check_disks(&r, config);
+    check_vsock(&r, config);
     return r.found;
 }
 

@@ -46,7 +46,14 @@ struct cove_config {
     size_t disk_capacity; /* entries allocated in disks */
 
     bool entropy; /* a virtio-rng device */
+
+    bool vsock;          /* a virtio-vsock device */
+    uint64_t vsock_cid;  /* the guest's CID */
+    char *vsock_path;    /* NULL: no Unix socket endpoint for other host programs */
 };
+
+/* The longest vsock Unix socket path: "<path>_<port>" must still fit a sockaddr_un. */
+#define COVE_VSOCK_PATH_MAX 95
 
 /* A deep copy (every string duplicated), or NULL when out of memory. */
 cove_config *cove_config_copy(const cove_config *config);

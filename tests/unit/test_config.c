@@ -895,6 +895,65 @@ static void test_problems_free(void **state)
     cove_config_free(c);
 }
 
+static void test_vsock(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    char msg[512];
+    uint64_t cid = 0;
+    const char *path = "unset";
+
+    assert_false(cove_config_vsock(c, &cid, &path));
+    assert_int_equal(cove_config_set_vsock(c, 0, NULL), 0);
+    assert_true(cove_config_vsock(c, &cid, &path));
+    assert_int_equal(cid, COVE_VSOCK_MIN_CID); /* 0 picks the default */
+    assert_null(path);
+    expect_valid(c);
+
+    assert_int_equal(cove_config_set_vsock(c, 7, path_of(s, "v.sock")), 0);
+    assert_true(cove_config_vsock(c, &cid, &path));
+    assert_int_equal(cid, 7);
+    assert_string_equal(path, path_of(s, "v.sock"));
+    expect_valid(c);
+    /* Validation must not create the socket; the VM binds it when it starts. */
+    struct stat st;
+    assert_int_equal(lstat(path_of(s, "v.sock"), &st), -1);
+
+    cove_config *copy = cove_config_copy(c);
+    assert_int_equal(cove_config_set_vsock(c, 9, path_of(s, "other.sock")), 0);
+    assert_true(cove_config_vsock(copy, &cid, &path));
+    assert_int_equal(cid, 7);
+    assert_string_equal(path, path_of(s, "v.sock"));
+    cove_config_free(copy);
+
+    assert_int_equal(cove_config_set_vsock(c, 3, ""), -EINVAL);
+
+    assert_int_equal(cove_config_set_vsock(c, 2, NULL), 0);
+    expect_one(c, "vsock: guest CID 2 is reserved or too large (use 3 to 4294967294)");
+    assert_int_equal(cove_config_set_vsock(c, UINT64_C(1) << 32, NULL), 0);
+    expect_one(c, "vsock: guest CID 4294967296 is reserved or too large (use 3 to 4294967294)");
+
+    write_file(s, "taken.sock", "", 0);
+    assert_int_equal(cove_config_set_vsock(c, 3, path_of(s, "taken.sock")), 0);
+    snprintf(msg, sizeof(msg), "vsock socket '%s': already exists (remove it or pick another path)",
+             path_of(s, "taken.sock"));
+    expect_one(c, msg);
+
+    assert_int_equal(cove_config_set_vsock(c, 3, path_of(s, "no-dir/v.sock")), 0);
+    snprintf(msg, sizeof(msg), "vsock socket '%s': No such file or directory",
+             path_of(s, "no-dir/v.sock"));
+    expect_one(c, msg);
+
+    char long_path[200];
+    memset(long_path, 'a', sizeof(long_path) - 1);
+    long_path[sizeof(long_path) - 1] = '\0';
+    assert_int_equal(cove_config_set_vsock(c, 3, long_path), 0);
+    snprintf(msg, sizeof(msg), "vsock socket '%s': longer than 95 bytes (use a shorter path)",
+             long_path);
+    expect_one(c, msg);
+    cove_config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -920,6 +979,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disk_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_same_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_permissions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vsock, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
