@@ -28,4 +28,6 @@ fi
 
 [[ -f build/build.ninja ]] || meson setup build >&2
 ninja -C build >&2
-guest/build-kernel.sh >/dev/null
+kernel_dir=$(guest/build-kernel.sh)
+# The bundled guest `cove run` finds beside its binary (build/src/cli/cove -> build/guest/).
+ln -sfn "$kernel_dir/bzImage" build/guest/bzImage

@@ -2,23 +2,29 @@
  * cove-agent: PID 1 of Cove's default guest.
  *
  * It tells the VMM that userspace is up (boot timer), prepares a minimal system (proc, sys,
- * dev, tmp, run, hostname, PATH), then runs one session on the console: the command the
- * kernel passed after "--" on its command line (through /bin/sh -c), or an interactive shell
- * when there is none. When that session ends it powers the machine off, which the VMM sees
- * as a clean exit.
+ * dev, dev/pts, tmp, run, hostname, PATH), then does two things at once:
+ *  - with a vsock device, serves the host's requests on port COVE_AGENT_PORT: every
+ *    connection is handled by a child process of its own (exec_server.c), so a connection
+ *    that goes wrong can only take its own child down;
+ *  - runs one session on the console: the command the kernel passed after "--" on its command
+ *    line (through /bin/sh -c), or, when there is none and no vsock device to serve, an
+ *    interactive shell. When that session ends it powers the machine off.
+ * It powers off, which the VMM sees as a clean exit, when the console session ends, when a
+ * connection asked for it, or when the ACPI power button is pressed.
  *
  * PID 1 must never exit (the kernel would panic), so every setup failure is reported on one
- * line and skipped. The session is supervised by a poll loop (child exits through a signalfd,
- * the ACPI power button through evdev) that later can grow into the event loop of the vsock
- * exec server.
+ * line and skipped. One poll loop supervises everything: child exits through a signalfd, the
+ * power button through evdev, and the vsock listener.
  */
 #include "agent_util.h"
+#include "exec_server.h"
 
 #include <cove/cove.h>
 
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/input.h>
+#include <linux/vm_sockets.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -29,6 +35,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -45,6 +52,10 @@
 #define AGENT_MAX_BUTTONS 4
 #define AGENT_INPUT_DEVICES 32
 #define AGENT_STOP_GRACE_MS 5000 /* how long the session may take to exit after SIGTERM */
+/* Connections served at once; more wait in the listen backlog. */
+#define AGENT_MAX_SERVERS 64
+/* A connection's child exits with this when the host asked for a power-off. */
+#define AGENT_EXIT_SHUTDOWN 93
 
 /* One line on the console (stderr), prefixed with the program name. */
 static void say(const char *format, ...) __attribute__((format(printf, 1, 2)));
@@ -134,6 +145,8 @@ static void setup_filesystems(void)
     ensure_stdio();
     mount_one("proc", "/proc", "proc", nosuid_nodev | MS_NOEXEC, NULL);
     mount_one("sysfs", "/sys", "sysfs", nosuid_nodev | MS_NOEXEC, NULL);
+    /* Pseudo-terminals for execs with a tty (gid 5 is "tty" by convention). */
+    mount_one("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666");
     mount_one("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=1777");
     mount_one("tmpfs", "/run", "tmpfs", nosuid_nodev, "mode=0755");
 }
@@ -275,76 +288,180 @@ static bool power_key_pressed(int fd)
     return false;
 }
 
-/* Reaps every exited child (orphans are re-parented to PID 1); true when `session` was one. */
-static bool reap_children(pid_t session, int *session_status)
+static void report_status(int status);
+
+/*
+ * The vsock listener, or -1 when the guest has no vsock device: then the local CID is
+ * VMADDR_CID_ANY (bind alone would succeed even without a transport).
+ */
+static int open_listener(void)
 {
-    bool ended = false;
+    int dev = open("/dev/vsock", O_RDONLY | O_CLOEXEC);
+    if (dev < 0)
+        return -1;
+    unsigned int cid = VMADDR_CID_ANY;
+    int r = ioctl(dev, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid);
+    close(dev);
+    if (r != 0 || cid == VMADDR_CID_ANY)
+        return -1;
+    int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        say("vsock socket: %s", strerror(errno));
+        return -1;
+    }
+    struct sockaddr_vm addr = {
+        .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = COVE_AGENT_PORT};
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || listen(fd, 16) != 0) {
+        say("vsock port %u: %s", COVE_AGENT_PORT, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* What PID 1 watches: the console session, the connections' children, the power button. */
+struct supervisor {
+    pid_t session; /* the console session, or 0 when there is none (any more) */
+    int session_status;
+    int child_fd;  /* signalfd for SIGCHLD */
+    int listener;  /* vsock, or -1 */
+    pid_t servers[AGENT_MAX_SERVERS];
+    unsigned server_count;
+    bool shutdown_asked;
+    int buttons[AGENT_MAX_BUTTONS];
+    int button_count;
+};
+
+static bool forget_server(struct supervisor *sup, pid_t pid)
+{
+    for (unsigned i = 0; i < sup->server_count; i++) {
+        if (sup->servers[i] == pid) {
+            sup->servers[i] = sup->servers[--sup->server_count];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* In a connection's child: serve it, then exit; never returns. */
+static void serve_connection(struct supervisor *sup, int conn)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL); /* PID 1 blocks SIGCHLD for its signalfd */
+    close(sup->listener);
+    close(sup->child_fd);
+    for (int i = 0; i < sup->button_count; i++)
+        close(sup->buttons[i]);
+    enum exec_server_result result = exec_server_serve(conn);
+    _exit(result == EXEC_SERVER_SHUTDOWN ? AGENT_EXIT_SHUTDOWN : 0);
+}
+
+/* Accepts every waiting connection and gives each to a child of its own. */
+static void accept_connections(struct supervisor *sup)
+{
+    for (;;) {
+        int conn = accept4(sup->listener, NULL, NULL, SOCK_CLOEXEC);
+        if (conn < 0) {
+            if (errno != EAGAIN && errno != EINTR)
+                say("vsock accept: %s", strerror(errno));
+            return;
+        }
+        if (sup->server_count == AGENT_MAX_SERVERS) {
+            close(conn); /* the host sees the connection end and may retry */
+            continue;
+        }
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid == 0)
+            serve_connection(sup, conn);
+        if (pid < 0)
+            say("fork: %s", strerror(errno));
+        else
+            sup->servers[sup->server_count++] = pid;
+        close(conn);
+    }
+}
+
+/* Reaps every exited child: the session, connections' children, and re-parented orphans. */
+static void reap_children(struct supervisor *sup)
+{
     int status;
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (pid == session) {
-            *session_status = status;
-            ended = true;
+        if (pid == sup->session) {
+            sup->session_status = status;
+            sup->session = 0;
+        } else if (forget_server(sup, pid) && WIFEXITED(status) &&
+                   WEXITSTATUS(status) == AGENT_EXIT_SHUTDOWN) {
+            sup->shutdown_asked = true;
         }
     }
-    return ended;
+}
+
+static void drain_signalfd(int fd)
+{
+    struct signalfd_siginfo info;
+    if (read(fd, &info, sizeof(info)) < 0) {
+        /* spurious: the reap decides */
+    }
 }
 
 /* The power button: ask the session to end, then give it a moment before powering off. */
-static void stop_session(pid_t session, int child_fd)
+static void stop_session(struct supervisor *sup)
 {
     say("power button pressed: stopping");
-    kill(-session, SIGTERM);
-    kill(session, SIGTERM);
-    int status;
-    for (int waited = 0; waited < AGENT_STOP_GRACE_MS; waited += 100) {
-        struct pollfd pfd = {.fd = child_fd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) > 0) {
-            struct signalfd_siginfo info;
-            if (read(child_fd, &info, sizeof(info)) < 0) {
-                /* nothing to drain */
-            }
-        }
-        if (reap_children(session, &status))
-            return;
+    if (sup->session <= 0)
+        return;
+    kill(-sup->session, SIGTERM);
+    kill(sup->session, SIGTERM);
+    for (int waited = 0; waited < AGENT_STOP_GRACE_MS && sup->session > 0; waited += 100) {
+        struct pollfd pfd = {.fd = sup->child_fd, .events = POLLIN};
+        if (poll(&pfd, 1, 100) > 0)
+            drain_signalfd(sup->child_fd);
+        reap_children(sup);
     }
 }
 
-/*
- * Supervises `session` until it ends (returns its wait status) or the power button is pressed
- * (returns -1 once the session has been asked to stop). child_fd is a signalfd for SIGCHLD.
- */
-static int wait_session(pid_t session, int child_fd)
+static bool power_button_pressed(struct supervisor *sup, const struct pollfd *fds)
 {
-    struct pollfd fds[1 + AGENT_MAX_BUTTONS];
-    int buttons[AGENT_MAX_BUTTONS];
-    int button_count = open_power_buttons(buttons, AGENT_MAX_BUTTONS);
-    fds[0] = (struct pollfd){.fd = child_fd, .events = POLLIN};
-    for (int i = 0; i < button_count; i++)
-        fds[1 + i] = (struct pollfd){.fd = buttons[i], .events = POLLIN};
-    int status = 0;
-    bool ended = false;
-    while (!ended) {
-        if (poll(fds, (nfds_t)(1 + button_count), -1) < 0 && errno != EINTR)
-            break;
-        if (fds[0].revents & POLLIN) {
-            struct signalfd_siginfo info;
-            if (read(child_fd, &info, sizeof(info)) < 0) {
-                /* spurious: the reap below decides */
-            }
+    for (int i = 0; i < sup->button_count; i++)
+        if ((fds[i].revents & POLLIN) && power_key_pressed(sup->buttons[i]))
+            return true;
+    return false;
+}
+
+/*
+ * Runs until it is time to power off: the console session ended (had_session), a connection
+ * asked for it, or the power button was pressed (then the session has been asked to stop).
+ */
+static void supervise(struct supervisor *sup)
+{
+    bool had_session = sup->session > 0;
+    struct pollfd fds[2 + AGENT_MAX_BUTTONS];
+    for (int i = 0; i < sup->button_count; i++)
+        fds[i] = (struct pollfd){.fd = sup->buttons[i], .events = POLLIN};
+    nfds_t count = (nfds_t)sup->button_count;
+    fds[count++] = (struct pollfd){.fd = sup->child_fd, .events = POLLIN};
+    fds[count++] = (struct pollfd){.fd = sup->listener, .events = POLLIN}; /* -1: ignored */
+    for (;;) {
+        if (poll(fds, count, -1) < 0 && errno != EINTR)
+            return;
+        if (fds[count - 2].revents & POLLIN)
+            drain_signalfd(sup->child_fd);
+        reap_children(sup);
+        if (sup->shutdown_asked || (had_session && sup->session == 0)) {
+            if (had_session && sup->session == 0)
+                report_status(sup->session_status);
+            return;
         }
-        ended = reap_children(session, &status);
-        for (int i = 0; i < button_count && !ended; i++) {
-            if ((fds[1 + i].revents & POLLIN) && power_key_pressed(buttons[i])) {
-                stop_session(session, child_fd);
-                ended = true;
-                status = -1;
-            }
+        if (power_button_pressed(sup, fds)) {
+            stop_session(sup);
+            return;
         }
+        if (fds[count - 1].revents & POLLIN)
+            accept_connections(sup);
     }
-    for (int i = 0; i < button_count; i++)
-        close(buttons[i]);
-    return status;
 }
 
 static void report_status(int status)
@@ -385,28 +502,30 @@ int main(int argc, char *argv[])
     if (argc > 1 && command == NULL)
         say("out of memory joining the command; starting a shell instead");
 
-    /* SIGCHLD through a signalfd, so one poll() watches children and the power button. */
+    /* SIGCHLD through a signalfd, so one poll() watches children, the listener and the
+     * power button. */
     sigset_t child;
     sigemptyset(&child);
     sigaddset(&child, SIGCHLD);
     sigprocmask(SIG_BLOCK, &child, NULL);
-    int child_fd = signalfd(-1, &child, SFD_CLOEXEC);
-    if (child_fd < 0)
+    struct supervisor sup = {.child_fd = signalfd(-1, &child, SFD_CLOEXEC), .listener = -1};
+    if (sup.child_fd < 0)
         say("signalfd: %s", strerror(errno));
+    sup.listener = open_listener();
+    sup.button_count = open_power_buttons(sup.buttons, AGENT_MAX_BUTTONS);
 
-    pid_t session = spawn_session(command);
+    /* With a host to serve and no command of its own, the console stays idle. */
+    if (command != NULL || sup.listener < 0)
+        sup.session = spawn_session(command);
     free(command);
-    if (session > 0 && child_fd >= 0) {
-        int status = wait_session(session, child_fd);
-        if (status != -1)
-            report_status(status);
-    } else if (session > 0) {
+    if (sup.child_fd >= 0 && (sup.session > 0 || sup.listener >= 0)) {
+        supervise(&sup);
+    } else if (sup.session > 0) {
         int status = 0;
-        while (waitpid(session, &status, 0) < 0 && errno == EINTR)
+        while (waitpid(sup.session, &status, 0) < 0 && errno == EINTR)
             continue;
         report_status(status);
     }
-
     power_off();
     return 0;
 }

@@ -2,7 +2,7 @@
  * cove: the command-line front end. It only parses arguments, talks to libcove and maps the
  * outcome to an exit status; every behaviour lives in the library.
  */
-#include <cove/cove.h>
+#include "cli.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -17,29 +17,19 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Exit statuses of cove itself. A guest that ends cleanly gives 0. */
-enum {
-    EXIT_GUEST_FAILED = 1, /* panic, triple fault, KVM internal error */
-    EXIT_USAGE = 2,        /* bad arguments or configuration */
-    EXIT_HOST_FAILED = 3,  /* cove could not run the VM (no /dev/kvm, out of memory, ...) */
-    EXIT_SIGNAL_BASE = 128,
-};
-
-struct run_options {
-    bool boot_timer;
-};
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: cove run --kernel PATH [options]\n"
+            "usage: cove run [options] [--] CMD [ARG...]   run CMD in a fresh VM\n"
+            "       cove run [options]                     boot a VM on the console\n"
             "       cove limits\n"
             "       cove --help | --version\n"
             "\n"
             "run options:\n"
-            "  --kernel PATH        bzImage or ELF vmlinux to boot\n"
-            "  --initrd PATH        initial ramdisk\n"
-            "  --cmdline STRING     kernel command line\n"
+            "  --kernel PATH        bzImage or ELF vmlinux to boot (default: the bundled one)\n"
+            "  --initrd PATH        initial ramdisk (default: the bundled cove-agent initramfs)\n"
+            "  --cmdline STRING     kernel command line (default: " DEFAULT_CMDLINE ")\n"
             "  --cpus N             number of vCPUs (default 1)\n"
             "  --memory SIZE        guest memory, e.g. 512M or 2G (default 512M)\n"
             "  --console DEVICE     console device: serial (16550A on COM1, default; guest\n"
@@ -54,8 +44,21 @@ static void usage(FILE *out)
             "                       libcove: a CI guest needs entropy at boot)\n"
             "  --boot-timer         report when the guest's init signalled boot-complete\n"
             "\n"
-            "exit status: 0 guest powered off or rebooted; 1 guest failure; 2 bad usage or\n"
-            "configuration; 3 host failure; 128+N stopped by signal N\n");
+            "with a command:\n"
+            "  -i, --interactive    send stdin to CMD (otherwise CMD reads end-of-file)\n"
+            "  -t, --tty            run CMD on a terminal (output all on stdout)\n"
+            "  -e, --env NAME=VALUE set a variable for CMD; NAME alone takes ours; repeatable\n"
+            "  --secret NAME=@FILE  set NAME to FILE's content (one trailing newline dropped);\n"
+            "  --secret NAME        or to our $NAME. Secrets reach CMD over vsock only: never a\n"
+            "                       command line, the image, or a log\n"
+            "  -w, --workdir DIR    CMD's working directory in the guest (default /)\n"
+            "  -u, --user UID[:GID] run CMD as these numeric ids (default root)\n"
+            "  --timeout DURATION   stop the VM after DURATION (e.g. 90, 60s, 5m, 1h, 500ms)\n"
+            "\n"
+            "exit status without a command: 0 guest powered off or rebooted; 1 guest failure;\n"
+            "2 bad usage or configuration; 3 host failure; 128+N stopped by signal N.\n"
+            "With a command: CMD's status (128+N when it died of signal N); 124 --timeout;\n"
+            "125 cove itself failed; 126 CMD cannot run; 127 CMD not found\n");
 }
 
 static uint64_t monotonic_ns(void)
@@ -184,19 +187,6 @@ static int parse_disk(cove_config *config, const char *spec)
     return r;
 }
 
-enum {
-    OPT_KERNEL = 256,
-    OPT_INITRD,
-    OPT_CMDLINE,
-    OPT_CPUS,
-    OPT_MEMORY,
-    OPT_CONSOLE,
-    OPT_SERIAL,
-    OPT_DISK,
-    OPT_RNG,
-    OPT_NO_RNG,
-    OPT_BOOT_TIMER,
-};
 
 static int apply_option(cove_config *config, struct run_options *opts, int opt, const char *arg)
 {
@@ -204,10 +194,13 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
     unsigned cpus;
     switch (opt) {
     case OPT_KERNEL:
+        opts->kernel_given = true;
         return cove_config_set_kernel(config, arg) == 0 ? 0 : -1;
     case OPT_INITRD:
+        opts->initrd_given = true;
         return cove_config_set_initrd(config, arg) == 0 ? 0 : -1;
     case OPT_CMDLINE:
+        opts->cmdline_given = true;
         return cove_config_set_cmdline(config, arg) == 0 ? 0 : -1;
     case OPT_CPUS:
         if (parse_cpus(arg, &cpus) < 0)
@@ -224,6 +217,7 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
     case OPT_CONSOLE:
         return parse_console(config, arg);
     case OPT_SERIAL:
+        opts->serial_given = true;
         return parse_serial(config, arg);
     case OPT_DISK:
         return parse_disk(config, arg);
@@ -235,7 +229,7 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
         opts->boot_timer = true;
         return 0;
     default:
-        return -1;
+        return apply_command_option(opts, opt, arg);
     }
 }
 
@@ -253,30 +247,41 @@ static int parse_run_args(int argc, char **argv, cove_config *config, struct run
         {"rng", no_argument, NULL, OPT_RNG},
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
         {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+        {"interactive", no_argument, NULL, 'i'},
+        {"tty", no_argument, NULL, 't'},
+        {"env", required_argument, NULL, 'e'},
+        {"secret", required_argument, NULL, OPT_SECRET},
+        {"workdir", required_argument, NULL, 'w'},
+        {"user", required_argument, NULL, 'u'},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     opterr = 0;
     int opt;
     bool ok = true;
-    while ((opt = getopt_long(argc, argv, "+h", long_options, NULL)) != -1) {
+    /* "+": the first word that is not an option starts the command, as with docker run. */
+    while ((opt = getopt_long(argc, argv, "+:hite:w:u:", long_options, NULL)) != -1) {
         if (opt == 'h') {
             usage(stdout);
             exit(0);
         }
-        if (opt == '?') {
-            if (optopt)
-                fprintf(stderr, "cove: option '%s' needs a value (see cove --help)\n", argv[optind - 1]);
-            else
-                fprintf(stderr, "cove: unknown option '%s' (see cove --help)\n", argv[optind - 1]);
+        if (opt == ':' || opt == '?') {
+            fprintf(stderr, opt == ':' ? "cove: option '%s' needs a value (see cove --help)\n"
+                                       : "cove: unknown option '%s' (see cove --help)\n",
+                    argv[optind - 1]);
             ok = false;
             continue;
         }
         if (apply_option(config, opts, opt, optarg) < 0)
             ok = false;
     }
-    if (optind < argc) {
-        fprintf(stderr, "cove: unexpected argument '%s' (see cove --help)\n", argv[optind]);
+    opts->command = argv + optind;
+    opts->command_count = argc - optind;
+    if (opts->command_count == 0 && (opts->interactive || opts->tty || opts->env_count ||
+                                     opts->workdir || opts->user_given || opts->timeout_ms)) {
+        fprintf(stderr, "cove: -i, -t, --env, --secret, --workdir, --user and --timeout need a "
+                        "command (cove run [options] -- CMD)\n");
         ok = false;
     }
     return ok ? 0 : -1;
@@ -419,11 +424,18 @@ static int cmd_run(int argc, char **argv, uint64_t started_ns)
     /* Unlike libcove's default: a CI guest wants entropy at boot (--no-rng turns it off). */
     cove_config_set_entropy(config, true);
     struct run_options opts = {0};
+    int parsed = parse_run_args(argc, argv, config, &opts);
+    bool with_command = opts.command_count > 0;
     int status;
-    if (parse_run_args(argc, argv, config, &opts) < 0 || report_problems(config) < 0)
-        status = EXIT_USAGE;
+    if (parsed < 0 || apply_default_image(config, &opts) < 0 ||
+        (!opts.cmdline_given && cove_config_set_cmdline(config, DEFAULT_CMDLINE) < 0) ||
+        report_problems(config) < 0)
+        status = with_command ? EXIT_EXEC_COVE_FAILED : EXIT_USAGE;
+    else if (with_command)
+        status = run_command(config, &opts, started_ns);
     else
         status = run_vm(config, &opts, started_ns);
+    run_options_free(&opts);
     cove_config_free(config);
     return status;
 }

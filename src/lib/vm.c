@@ -42,9 +42,11 @@
 #include "virtio/console.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
+#include "virtio/vsock.h"
+#include "vm_internal.h"
 
 /* Virtio functions on the PCI bus: the disks, a console and an entropy source. */
-#define VM_MAX_VIRTIO (COVE_DISK_MAX + 2)
+#define VM_MAX_VIRTIO (COVE_DISK_MAX + 3)
 /* MSI routes: one per queue plus one for configuration changes, for every function. */
 #define VM_MAX_MSI_ROUTES 256
 
@@ -104,6 +106,7 @@ struct cove_vm {
     struct virtio_pci *virtio[VM_MAX_VIRTIO];
     unsigned virtio_count;
     struct virtio_device *virtio_console; /* owned by its transport; for the prepare hook */
+    struct virtio_device *vsock;          /* owned by its transport; NULL without one */
 
     struct vcpu_slot *vcpus;
     unsigned vcpu_count;
@@ -261,6 +264,9 @@ static void vcpu_thread_done(cove_vm *vm)
     pthread_mutex_unlock(&vm->lock);
     if (!last)
         return;
+    /* Host programs holding guest streams see them end now, not when the VM is freed. */
+    if (vm->vsock)
+        virtio_vsock_shutdown(vm->vsock);
     io_loop_stop(vm->io_loop);
     deliver_state(vm, note);
     /* Only now do waiters return and the exit show: by then every callback has run. */
@@ -700,6 +706,14 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
     }
     if (r == 0 && vm->config->entropy)
         r = add_virtio(vm, virtio_rng_new(), error);
+    if (r == 0 && vm->config->vsock) {
+        struct virtio_device *vsock =
+            virtio_vsock_new(vm->config->vsock_cid, vm->config->vsock_path, vm->io_loop,
+                             error->message, sizeof(error->message));
+        r = vsock ? add_virtio(vm, vsock, error) : -EINVAL;
+        if (r == 0)
+            vm->vsock = vsock;
+    }
     return r;
 }
 
@@ -891,6 +905,19 @@ cove_exit cove_vm_exit(const cove_vm *vm)
 uint64_t cove_vm_boot_signal_ns(const cove_vm *vm)
 {
     return atomic_load(&((cove_vm *)vm)->boot_signal_ns);
+}
+
+struct virtio_device *vm_vsock(cove_vm *vm)
+{
+    return vm->vsock;
+}
+
+bool vm_accepts_connections(cove_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool live = vm->started && !vm->ended && vm->exit.kind == COVE_EXIT_NONE;
+    pthread_mutex_unlock(&vm->lock);
+    return live;
 }
 
 static void join_threads(cove_vm *vm)

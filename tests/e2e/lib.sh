@@ -94,6 +94,14 @@ guest() {
         --cmdline "$GUEST_CMDLINE -- $_gcmd" --memory 256M "$@"
 }
 
+# exec_run NAME [COVE RUN OPTIONS...] [--] CMD...: `cove run` of CMD through cove-agent in
+# the test's guest with 256 MiB (do not pass --memory again). Results as for run_cove.
+exec_run() {
+    _ename=$1
+    shift
+    run_cove "$_ename" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M "$@"
+}
+
 # expect_status NAME WANT: checks $rc, showing the run's output when it differs.
 expect_status() {
     if [ "$rc" -ne "$2" ]; then

@@ -54,8 +54,11 @@ bad memory-malformed exact "cove: --memory '12Q': not a size (use e.g. 512M or 2
     run --kernel "$KERNEL" --initrd "$INITRD" --memory 12Q
 bad unknown-option contains "--no-such-option" \
     run --kernel "$KERNEL" --initrd "$INITRD" --no-such-option
-bad no-kernel prefix "cove: " \
+# Without --kernel the bundled one is used; $COVE_KERNEL names it, here wrongly.
+export COVE_KERNEL="$missing"
+bad no-kernel exact "cove: kernel '$missing': No such file or directory" \
     run --initrd "$INITRD"
+unset COVE_KERNEL
 
 # Validation reports every problem, not only the first.
 bad several prefix "cove: " \

@@ -1,0 +1,91 @@
+/*
+ * What the parts of the cove CLI share: its exit statuses and the parsed `cove run` options.
+ * The CLI only parses, prints and maps outcomes to statuses; behaviour lives in libcove.
+ */
+#ifndef COVE_CLI_H
+#define COVE_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cove/cove.h>
+
+/* Exit statuses of cove itself when it boots a console (no command). */
+enum {
+    EXIT_GUEST_FAILED = 1, /* panic, triple fault, KVM internal error */
+    EXIT_USAGE = 2,        /* bad arguments or configuration */
+    EXIT_HOST_FAILED = 3,  /* cove could not run the VM (no /dev/kvm, out of memory, ...) */
+    EXIT_SIGNAL_BASE = 128,
+};
+
+/*
+ * With a command (`cove run -- CMD`), the status is CMD's own, so cove's are kept out of the
+ * way as docker's are: 125 cove failed (usage, configuration, boot, the agent), 126 CMD could
+ * not be run, 127 CMD was not found, 124 --timeout expired.
+ */
+enum {
+    EXIT_EXEC_TIMEOUT = 124,
+    EXIT_EXEC_COVE_FAILED = 125,
+    EXIT_EXEC_CANNOT_RUN = 126,
+    EXIT_EXEC_NOT_FOUND = 127,
+};
+
+struct run_options {
+    bool boot_timer;
+    bool kernel_given;
+    bool initrd_given;
+    bool cmdline_given;
+    bool serial_given;
+
+    /* The command after the options (argv[0] first), or command_count 0 for a console. */
+    char **command;
+    int command_count;
+    bool interactive; /* -i: stdin goes to the command */
+    bool tty;         /* -t: the command runs on a pseudo-terminal */
+    const char *workdir;
+    bool user_given;
+    uint32_t uid;
+    uint32_t gid;
+    /* "NAME=VALUE" for --env and --secret, owned here; secrets are wiped when freed. */
+    char **env;
+    size_t env_count;
+    uint64_t timeout_ms; /* 0: no limit */
+};
+
+void run_options_free(struct run_options *opts);
+
+/* `cove run` options without a short form. The command's options use their letters. */
+enum {
+    OPT_KERNEL = 256,
+    OPT_INITRD,
+    OPT_CMDLINE,
+    OPT_CPUS,
+    OPT_MEMORY,
+    OPT_CONSOLE,
+    OPT_SERIAL,
+    OPT_DISK,
+    OPT_RNG,
+    OPT_NO_RNG,
+    OPT_BOOT_TIMER,
+    OPT_SECRET,
+    OPT_TIMEOUT,
+};
+
+/* The default kernel command line: the serial console, quiet, and no waiting after a panic. */
+#define DEFAULT_CMDLINE "console=ttyS0 quiet panic=-1"
+
+/* Applies -i, -t, -e, -w, -u, --secret or --timeout (command_options.c). Returns 0, or -1 after
+ * printing one line. */
+int apply_command_option(struct run_options *opts, int opt, const char *arg);
+
+/*
+ * Fills in the bundled guest (kernel, initramfs) where the user gave none. Returns 0, or -1
+ * after printing one line saying where it looked.
+ */
+int apply_default_image(cove_config *config, const struct run_options *opts);
+
+/* `cove run ... -- CMD`: boots, runs CMD through cove-agent, returns the exit status. */
+int run_command(cove_config *config, const struct run_options *opts, uint64_t started_ns);
+
+#endif
