@@ -1,7 +1,8 @@
 # Helpers sourced by the e2e cases (tests/e2e/cases/*.sh). POSIX sh, busybox-compatible: the
 # cases also run inside the busybox-only test host.
 #
-# Environment given by the runner: COVE, VM_API (the libcove API test program), KERNEL,
+# Environment given by the runner: COVE, VM_API (the libcove API test program), EXEC_API (the
+# exec API's, tests/e2e/exec_api.c), KERNEL,
 # VMLINUX, INITRD, WORK (empty scratch dir), VIRTIO_GARBAGE (the static hostile virtio driver
 # the cases carry into guests, tests/e2e/guest/virtio_garbage.c), E2E_MODE (direct or
 # testhost, see run.sh; only for working around the test host's own limits).

@@ -16,6 +16,7 @@ set -u
 
 : "${COVE:?}" "${VM_API:?}" "${KERNEL:?}" "${VMLINUX:?}" "${INITRD:?}"
 export COVE VM_API KERNEL VMLINUX INITRD
+[ -z "${EXEC_API:-}" ] || export EXEC_API
 case_timeout=${E2E_CASE_TIMEOUT:-180}
 scratch=${E2E_SCRATCH:-$(mktemp -d "${TMPDIR:-/tmp}/cove-e2e-work.XXXXXX")}
 mkdir -p "$scratch"

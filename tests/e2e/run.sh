@@ -1,10 +1,11 @@
 #!/bin/sh
 # Cove end-to-end tests: boots real guests with the cove CLI and checks what they do.
 #
-#   run.sh [--cove PATH] [--vm-api PATH] [--virtio-garbage PATH] [--initrd PATH]
+#   run.sh [--cove PATH] [--vm-api PATH] [--exec-api PATH] [--virtio-garbage PATH] [--initrd PATH]
 #          [--filter PATTERN] [--log PATH] [--mode direct|testhost]
 #
-# --vm-api is the libcove API test program (tests/e2e/vm_api.c), run by the cases as $VM_API.
+# --vm-api is the libcove API test program (tests/e2e/vm_api.c), run by the cases as $VM_API;
+# --exec-api the exec API's (tests/e2e/exec_api.c), as $EXEC_API.
 # --virtio-garbage is the static hostile virtio driver (tests/e2e/guest/virtio_garbage.c) the
 # cases carry into guests on a disk image, as $VIRTIO_GARBAGE.
 #
@@ -32,6 +33,7 @@ root=$(cd "$here/../.." && pwd)
 
 cove=$root/build/src/cli/cove
 vm_api=$root/build/tests/e2e/vm_api
+exec_api=$root/build/tests/e2e/exec_api
 virtio_garbage=$root/build/tests/e2e/virtio_garbage
 initrd=$root/build/guest/initramfs.cpio.gz
 filter=
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         --cove) cove=${2:?--cove needs a path}; shift 2 ;;
         --vm-api) vm_api=${2:?--vm-api needs a path}; shift 2 ;;
+        --exec-api) exec_api=${2:?--exec-api needs a path}; shift 2 ;;
         --virtio-garbage) virtio_garbage=${2:?--virtio-garbage needs a path}; shift 2 ;;
         --initrd) initrd=${2:?--initrd needs a path}; shift 2 ;;
         --filter) filter=${2:?--filter needs a pattern}; shift 2 ;;
@@ -67,11 +70,14 @@ abspath() {
 
 [ -x "$cove" ] || suite_fail "cove binary '$cove' not found (build it, or pass --cove)"
 [ -x "$vm_api" ] || suite_fail "API test program '$vm_api' not found (build it, or pass --vm-api)"
+[ -x "$exec_api" ] ||
+    suite_fail "exec API test program '$exec_api' not found (build it, or pass --exec-api)"
 [ -x "$virtio_garbage" ] ||
     suite_fail "guest test program '$virtio_garbage' not found (build it, or pass --virtio-garbage)"
 [ -f "$initrd" ] || suite_fail "guest initramfs '$initrd' not found (build it, or pass --initrd)"
 cove=$(abspath "$cove")
 vm_api=$(abspath "$vm_api")
+exec_api=$(abspath "$exec_api")
 virtio_garbage=$(abspath "$virtio_garbage")
 initrd=$(abspath "$initrd")
 
@@ -168,7 +174,7 @@ case_files() {
 started=$(date +%s)
 if [ "$mode" = direct ]; then
     # shellcheck disable=SC2046
-    E2E_MODE=direct COVE=$cove VM_API=$vm_api VIRTIO_GARBAGE=$virtio_garbage KERNEL=$kernel \
+    E2E_MODE=direct COVE=$cove VM_API=$vm_api EXEC_API=$exec_api VIRTIO_GARBAGE=$virtio_garbage KERNEL=$kernel \
         VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
         "$here/run-cases.sh" $(case_files "$here/cases") 2>&1 | tee "$log" | stream
 else
@@ -181,6 +187,7 @@ else
     mkdir -p "$overlay/e2e/bin" "$overlay/e2e/guest" "$overlay/e2e/cases" "$overlay/usr/local/sbin"
     cp "$cove" "$overlay/e2e/bin/cove"
     cp "$vm_api" "$overlay/e2e/bin/vm_api"
+    cp "$exec_api" "$overlay/e2e/bin/exec_api"
     cp "$virtio_garbage" "$overlay/e2e/bin/virtio_garbage"
     e2fsprogs=
     for tool in mke2fs debugfs e2fsck; do
@@ -198,7 +205,7 @@ else
     [ -f /etc/mke2fs.conf ] && mkdir -p "$overlay/etc" && cp /etc/mke2fs.conf "$overlay/etc/"
     # shellcheck disable=SC2086
     # (ldd names each file on a line of its own, "PATH:", when given several.)
-    for lib in $(ldd "$cove" "$vm_api" $e2fsprogs 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*'); do
+    for lib in $(ldd "$cove" "$vm_api" "$exec_api" $e2fsprogs 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*'); do
         mkdir -p "$overlay${lib%/*}"
         cp -L "$lib" "$overlay$lib"
     done

@@ -16,6 +16,7 @@ mount -t tmpfs -o mode=1777 tmpfs /tmp
 
 export COVE=/e2e/bin/cove
 export VM_API=/e2e/bin/vm_api
+export EXEC_API=/e2e/bin/exec_api
 export VIRTIO_GARBAGE=/e2e/bin/virtio_garbage
 export E2E_MODE=testhost
 export KERNEL=/e2e/guest/bzImage
