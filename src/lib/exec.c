@@ -357,16 +357,9 @@ static void deliver_frame(cove_exec *exec, const struct agent_frame *frame)
     }
 }
 
-static void read_agent(cove_exec *exec)
+/* Delivers the complete frames already received (the handshake may have read ahead). */
+static void deliver_pending(cove_exec *exec)
 {
-    ssize_t n = agent_reader_fill(&exec->reader, exec->fd);
-    if (n == -EAGAIN)
-        return;
-    if (n <= 0) {
-        finish(exec, COVE_EXEC_LOST, n == 0 ? EPIPE : (int)-n,
-               "connection to cove-agent lost before the command ended");
-        return;
-    }
     struct agent_frame frame;
     int got;
     while (running(exec) && (got = agent_reader_next(&exec->reader, &frame)) != 0) {
@@ -376,6 +369,18 @@ static void read_agent(cove_exec *exec)
         }
         deliver_frame(exec, &frame);
     }
+}
+
+static void read_agent(cove_exec *exec)
+{
+    ssize_t n = agent_reader_fill(&exec->reader, exec->fd);
+    if (n == -EAGAIN)
+        return;
+    if (n <= 0)
+        finish(exec, COVE_EXEC_LOST, n == 0 ? EPIPE : (int)-n,
+               "connection to cove-agent lost before the command ended");
+    else
+        deliver_pending(exec);
 }
 
 static size_t stdin_room(const cove_exec *exec)
@@ -419,6 +424,7 @@ static void *exec_thread(void *opaque)
     uint8_t *frame_buf = malloc(AGENT_HEADER_SIZE + AGENT_CHUNK_MAX);
     if (frame_buf == NULL)
         finish(exec, COVE_EXEC_LOST, ENOMEM, "out of memory");
+    deliver_pending(exec);
     while (running(exec)) {
         bool want_stdin = !exec->stdin_done && stdin_room(exec) > 0;
         struct pollfd fds[SLOT_COUNT] = {
