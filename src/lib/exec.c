@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -299,12 +300,40 @@ static int send_locked(cove_exec *exec, const struct agent_buf *buf)
 
 /* ---- the exec thread ---- */
 
+/*
+ * Writes output to the caller's descriptor, which may be nonblocking or a pipe nobody reads.
+ * Each write waits for room first and is at most PIPE_BUF bytes, which a writable pipe takes
+ * without blocking, so cove_exec_free can always cancel a stuck consumer.
+ */
+static int write_output(cove_exec *exec, int fd, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        struct pollfd fds[2] = {{.fd = fd, .events = POLLOUT},
+                                {.fd = exec->cancel_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (fds[1].revents)
+            return -ECANCELED;
+        ssize_t n = write(fd, data, len < PIPE_BUF ? len : PIPE_BUF);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return -errno;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static void deliver_output(cove_exec *exec, int which, const struct agent_frame *frame)
 {
     int *fd = &exec->out_fds[which];
     if (*fd < 0)
         return;
-    if (write_all(*fd, frame->payload, frame->length) < 0)
+    if (write_output(exec, *fd, frame->payload, frame->length) < 0)
         *fd = -1; /* EPIPE and the like: that stream is dropped, the exec goes on */
 }
 
@@ -622,7 +651,8 @@ int cove_exec_signal(cove_exec *exec, int signo)
     struct agent_buf buf;
     agent_buf_init(&buf, data, sizeof(data));
     agent_encode_u32(&buf, AGENT_SIGNAL, (uint32_t)signo);
-    return send_locked(exec, &buf);
+    int err = send_locked(exec, &buf);
+    return err < 0 && !running(exec) ? -ESRCH : err;
 }
 
 int cove_exec_resize(cove_exec *exec, uint16_t rows, uint16_t cols)
