@@ -37,60 +37,31 @@ struct server {
 
 /* ---- blocking frame I/O on the (nonblocking) socket ---- */
 
-static int wait_fd(int fd, short events)
+/* The server has no time limits: the host going away ends every wait. */
+static int wait_readable(int fd, void *opaque)
 {
-    struct pollfd p = {.fd = fd, .events = events};
-    int n;
-    do {
-        n = poll(&p, 1, -1);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
+    (void)opaque;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, -1) < 0 && errno != EINTR ? -errno : 0;
 }
 
-static int send_all(int fd, const uint8_t *data, size_t len)
+static int wait_writable(int fd, void *opaque)
 {
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            int err = wait_fd(fd, POLLOUT);
-            if (err < 0)
-                return err;
-            continue;
-        }
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    (void)opaque;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, -1) < 0 && errno != EINTR ? -errno : 0;
 }
 
 static int send_buf(struct server *s, const struct agent_buf *buf)
 {
-    return buf->overflow ? -EMSGSIZE : send_all(s->fd, buf->data, buf->len);
+    return buf->overflow ? -EMSGSIZE
+                         : agent_write_all(s->fd, buf->data, buf->len, wait_writable, NULL);
 }
 
 /* The next frame: 1, 0 at end of stream, or a negative errno (-EPROTO: malformed). */
 static int read_frame(struct server *s, struct agent_frame *frame)
 {
-    for (;;) {
-        int got = agent_reader_next(&s->reader, frame);
-        if (got != 0)
-            return got;
-        ssize_t n = agent_reader_fill(&s->reader, s->fd);
-        if (n == -EAGAIN) {
-            int err = wait_fd(s->fd, POLLIN);
-            if (err < 0)
-                return err;
-            continue;
-        }
-        if (n == 0 && agent_reader_pending(&s->reader) > 0)
-            return -EPROTO; /* the stream ended inside a frame */
-        if (n <= 0)
-            return (int)n;
-    }
+    return agent_read_frame(&s->reader, s->fd, frame, wait_readable, NULL);
 }
 
 static int send_failure(struct server *s, uint16_t type, int err, const char *format, ...)
@@ -762,20 +733,6 @@ static enum exec_server_result run_exec(struct server *s, struct agent_exec_requ
 
 /* ---- files ---- */
 
-static int write_all(int fd, const uint8_t *data, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 static bool parse_path(struct server *s, const struct agent_frame *frame,
                        struct agent_file_request *file)
 {
@@ -796,7 +753,7 @@ static enum exec_server_result receive_file(struct server *s, int fd, const char
     int got;
     while ((got = read_frame(s, &frame)) > 0) {
         if (frame.type == AGENT_DATA && agent_parse_data(&frame) == 0) {
-            int err = write_all(fd, frame.payload, frame.length);
+            int err = agent_write_all(fd, frame.payload, frame.length, NULL, NULL);
             if (err < 0) {
                 send_failure(s, AGENT_ERROR, -err, "writing %.200s: %s", path, strerror(-err));
                 return EXEC_SERVER_DONE;

@@ -157,22 +157,40 @@ static void assert_exited(const cove_exec_status *status, int code)
     assert_int_equal(status->code, code);
 }
 
+/* Runs `sh -c script` on a fresh server and checks its status and output. */
+static void check_script(const char *script, int code, const char *out, const char *err)
+{
+    struct harness h;
+    start_server(&h);
+    const char *argv[] = {"sh", "-c", script, NULL};
+    cove_exec_status status = run_argv(&h, argv);
+    assert_exited(&status, code);
+    assert_contents(h.out_fd, out);
+    assert_contents(h.err_fd, err);
+    end_harness(&h);
+}
+
+/* The bytes of two descriptors are the same, and there are len of them. */
+static void assert_same_contents(int fd, int expected_fd, size_t len)
+{
+    size_t got_len, want_len;
+    char *got = contents(fd, &got_len);
+    char *want = contents(expected_fd, &want_len);
+    assert_int_equal(got_len, len);
+    assert_int_equal(want_len, len);
+    assert_memory_equal(got, want, len);
+    free(got);
+    free(want);
+}
+
 /* ---- exit statuses ---- */
 
 static void exit_statuses(void **state)
 {
     (void)state;
-    const char *codes[] = {"0", "1", "42"};
-    for (int i = 0; i < 3; i++) {
-        struct harness h;
-        start_server(&h);
-        char script[32];
-        snprintf(script, sizeof(script), "exit %s", codes[i]);
-        const char *argv[] = {"sh", "-c", script, NULL};
-        cove_exec_status status = run_argv(&h, argv);
-        assert_exited(&status, atoi(codes[i]));
-        end_harness(&h);
-    }
+    check_script("exit 0", 0, "", "");
+    check_script("exit 1", 1, "", "");
+    check_script("exit 42", 42, "", "");
 }
 
 static void death_by_signal(void **state)
@@ -192,14 +210,8 @@ static void death_by_signal(void **state)
 static void stdout_and_stderr_stay_apart(void **state)
 {
     (void)state;
-    struct harness h;
-    start_server(&h);
-    const char *argv[] = {"sh", "-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2", NULL};
-    cove_exec_status status = run_argv(&h, argv);
-    assert_exited(&status, 0);
-    assert_contents(h.out_fd, "out1\nout2\n");
-    assert_contents(h.err_fd, "err1\nerr2\n");
-    end_harness(&h);
+    check_script("echo out1; echo err1 >&2; echo out2; echo err2 >&2", 0, "out1\nout2\n",
+                 "err1\nerr2\n");
 }
 
 static void megabytes_of_binary_output_are_exact(void **state)
@@ -215,16 +227,8 @@ static void megabytes_of_binary_output_are_exact(void **state)
     cove_exec_status status = run_argv(&h, argv);
     assert_exited(&status, 0);
 
-    size_t got_len = 0;
-    char *got = contents(h.out_fd, &got_len);
     int file = open(path, O_RDONLY);
-    size_t want_len = 0;
-    char *want = contents(file, &want_len);
-    assert_int_equal(got_len, 8388608);
-    assert_int_equal(want_len, got_len);
-    assert_memory_equal(got, want, got_len);
-    free(got);
-    free(want);
+    assert_same_contents(h.out_fd, file, 8388608);
     close(file);
     unlink(path);
     end_harness(&h);
@@ -283,13 +287,7 @@ static void stdin_larger_than_the_window_goes_through(void **state)
     options.stdin_fd = in;
     cove_exec_status status = run(&h, &options);
     assert_exited(&status, 0);
-    size_t want_len, got_len;
-    char *want = contents(in, &want_len);
-    char *got = contents(h.out_fd, &got_len);
-    assert_int_equal(got_len, len);
-    assert_memory_equal(got, want, len);
-    free(want);
-    free(got);
+    assert_same_contents(h.out_fd, in, len);
     end_harness(&h);
 
     start_server(&h);
@@ -310,13 +308,7 @@ static void stdin_larger_than_the_window_goes_through(void **state)
 static void unused_stdin_reads_end_of_file(void **state)
 {
     (void)state;
-    struct harness h;
-    start_server(&h);
-    const char *argv[] = {"sh", "-c", "cat; echo eof", NULL};
-    cove_exec_status status = run_argv(&h, argv);
-    assert_exited(&status, 0);
-    assert_contents(h.out_fd, "eof\n");
-    end_harness(&h);
+    check_script("cat; echo eof", 0, "eof\n", "");
 }
 
 /* Input the command never reads fills the window; a signal still gets through. */
@@ -367,13 +359,7 @@ static void env_and_cwd(void **state)
 static void default_environment(void **state)
 {
     (void)state;
-    struct harness h;
-    start_server(&h);
-    const char *argv[] = {"sh", "-c", "echo \"$HOME|$PATH\"", NULL};
-    cove_exec_status status = run_argv(&h, argv);
-    assert_exited(&status, 0);
-    assert_contents(h.out_fd, "/root|/bin:/sbin:/usr/bin:/usr/sbin\n");
-    end_harness(&h);
+    check_script("echo \"$HOME|$PATH\"", 0, "/root|/bin:/sbin:/usr/bin:/usr/sbin\n", "");
 }
 
 static void assert_failed(const cove_exec_status *status, int err, const char *text)
@@ -791,14 +777,8 @@ static void file_round_trip(void **state)
     if (err != 0)
         fail_msg("copy out: %s", error.message);
     end_harness(&h);
-    size_t got_len, want_len;
-    char *got = contents(dst, &got_len);
+    assert_same_contents(dst, src, len);
     close(dst);
-    char *want = contents(src, &want_len);
-    assert_int_equal(got_len, len);
-    assert_memory_equal(got, want, len);
-    free(got);
-    free(want);
     close(src);
     unlink(path);
     rmdir(dir);
