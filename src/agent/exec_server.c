@@ -682,23 +682,6 @@ static void set_nonblocking(int fd)
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-static enum exec_server_result run_exec(struct server *s, struct agent_exec_request *request);
-
-static enum exec_server_result serve_exec(struct server *s, const struct agent_frame *frame)
-{
-    /* 16 KiB of pointers: kept off the stack */
-    struct agent_exec_request *request = malloc(sizeof(*request));
-    if (request == NULL) {
-        send_failure(s, AGENT_ERROR, ENOMEM, "out of memory");
-        return EXEC_SERVER_DONE;
-    }
-    enum exec_server_result result = agent_parse_exec(frame, request) == 0
-                                         ? run_exec(s, request)
-                                         : reject(s, frame, "request");
-    free(request);
-    return result;
-}
-
 static enum exec_server_result run_exec(struct server *s, struct agent_exec_request *request)
 {
     struct exec_session x = {.s = s, .tty = request->flags & AGENT_EXEC_TTY, .pid = -1,
@@ -729,6 +712,21 @@ static enum exec_server_result run_exec(struct server *s, struct agent_exec_requ
         abandon(&x);
     session_close(&x);
     return EXEC_SERVER_DONE;
+}
+
+static enum exec_server_result serve_exec(struct server *s, const struct agent_frame *frame)
+{
+    /* 16 KiB of pointers: kept off the stack */
+    struct agent_exec_request *request = malloc(sizeof(*request));
+    if (request == NULL) {
+        send_failure(s, AGENT_ERROR, ENOMEM, "out of memory");
+        return EXEC_SERVER_DONE;
+    }
+    enum exec_server_result result = agent_parse_exec(frame, request) == 0
+                                         ? run_exec(s, request)
+                                         : reject(s, frame, "request");
+    free(request);
+    return result;
 }
 
 /* ---- files ---- */
@@ -794,17 +792,6 @@ static enum exec_server_result serve_put(struct server *s, const struct agent_fr
 }
 
 static enum exec_server_result send_chunks(struct server *s, int fd, const char *path,
-                                           uint8_t *data);
-
-static enum exec_server_result send_file(struct server *s, int fd, const char *path)
-{
-    uint8_t *data = malloc(AGENT_HEADER_SIZE + AGENT_CHUNK_MAX);
-    enum exec_server_result result = send_chunks(s, fd, path, data);
-    free(data);
-    return result;
-}
-
-static enum exec_server_result send_chunks(struct server *s, int fd, const char *path,
                                            uint8_t *data)
 {
     if (data == NULL) {
@@ -833,6 +820,14 @@ static enum exec_server_result send_chunks(struct server *s, int fd, const char 
         if (send_buf(s, &buf) < 0)
             return EXEC_SERVER_DONE;
     }
+}
+
+static enum exec_server_result send_file(struct server *s, int fd, const char *path)
+{
+    uint8_t *data = malloc(AGENT_HEADER_SIZE + AGENT_CHUNK_MAX);
+    enum exec_server_result result = send_chunks(s, fd, path, data);
+    free(data);
+    return result;
 }
 
 static enum exec_server_result serve_get(struct server *s, const struct agent_frame *frame)
@@ -916,6 +911,7 @@ enum exec_server_result exec_server_serve(int fd)
 {
     struct server s = {.fd = fd};
     signal(SIGPIPE, SIG_IGN); /* a command closing its stdin must give EPIPE, not kill us */
+    signal(SIGCHLD, SIG_DFL); /* ignored, it would reap the command before we can */
     fcntl(fd, F_SETFD, FD_CLOEXEC); /* the command must not hold the connection open */
     set_nonblocking(fd);
     if (agent_reader_init(&s.reader) < 0)

@@ -585,14 +585,45 @@ static void raw_hello(int fd, struct agent_reader *reader, uint32_t version)
     send_built(fd, &buf);
 }
 
+/* The ERROR that ends the connection (acknowledgements of earlier input may come first). */
 static void expect_error_reply(int fd, struct agent_reader *reader, int err)
 {
     struct agent_frame frame;
-    assert_int_equal(raw_read(fd, reader, &frame), AGENT_ERROR);
+    int type;
+    while ((type = raw_read(fd, reader, &frame)) == AGENT_STDIN_ACK)
+        continue;
+    assert_int_equal(type, AGENT_ERROR);
     struct agent_failure failure;
     assert_int_equal(agent_parse_failure(&frame, &failure), 0);
     assert_int_equal(failure.err, err);
     assert_int_equal(raw_read(fd, reader, &frame), -1); /* and the connection ends */
+}
+
+/* Greets the server and starts `sh -c script` by hand; returns the command's pid. */
+static pid_t raw_exec(struct harness *h, struct agent_reader *reader, uint32_t flags,
+                      const char *script)
+{
+    assert_int_equal(agent_reader_init(reader), 0);
+    raw_hello(h->host_fd, reader, AGENT_PROTO_VERSION);
+    static struct agent_exec_request request;
+    request = (struct agent_exec_request){.flags = flags, .cwd = "/", .argc = 3,
+                                          .argv = {"sh", "-c", script}};
+    uint8_t data[512];
+    struct agent_buf buf;
+    agent_buf_init(&buf, data, sizeof(data));
+    agent_encode_exec(&buf, &request);
+    send_built(h->host_fd, &buf);
+    struct agent_frame frame;
+    assert_int_equal(raw_read(h->host_fd, reader, &frame), AGENT_STARTED);
+    uint32_t pid = 0;
+    assert_int_equal(agent_parse_u32(&frame, &pid), 0);
+    return (pid_t)pid;
+}
+
+static void assert_reaped(pid_t pid)
+{
+    assert_int_equal(kill(pid, 0), -1);
+    assert_int_equal(errno, ESRCH);
 }
 
 static void disconnect_kills_the_command(void **state)
@@ -601,31 +632,46 @@ static void disconnect_kills_the_command(void **state)
     struct harness h;
     start_server(&h);
     struct agent_reader reader;
-    assert_int_equal(agent_reader_init(&reader), 0);
-    raw_hello(h.host_fd, &reader, AGENT_PROTO_VERSION);
-
-    static struct agent_exec_request request;
-    request = (struct agent_exec_request){.cwd = "/", .argc = 3,
-                                          .argv = {"sh", "-c", "echo running; sleep 60"}};
-    uint8_t data[512];
-    struct agent_buf buf;
-    agent_buf_init(&buf, data, sizeof(data));
-    agent_encode_exec(&buf, &request);
-    send_built(h.host_fd, &buf);
+    pid_t pid = raw_exec(&h, &reader, 0, "echo running; sleep 60");
     struct agent_frame frame;
-    assert_int_equal(raw_read(h.host_fd, &reader, &frame), AGENT_STARTED);
-    uint32_t pid = 0;
-    assert_int_equal(agent_parse_u32(&frame, &pid), 0);
     assert_int_equal(raw_read(h.host_fd, &reader, &frame), AGENT_STDOUT); /* it runs */
-    assert_int_equal(kill((pid_t)pid, 0), 0);
+    assert_int_equal(kill(pid, 0), 0);
 
     close(h.host_fd);
     assert_int_equal(server_status(&h), 0);
-    assert_int_equal(kill((pid_t)pid, 0), -1); /* reaped: gone */
-    assert_int_equal(errno, ESRCH);
+    assert_reaped(pid);
     agent_reader_destroy(&reader);
     close(h.out_fd);
     close(h.err_fd);
+}
+
+/* STDIN beyond the window, or without the stdin flag, is a protocol error. */
+static void stdin_outside_the_rules_gets_an_error(void **state)
+{
+    (void)state;
+    static uint8_t data[AGENT_HEADER_SIZE + AGENT_CHUNK_MAX];
+    for (int with_flag = 0; with_flag < 2; with_flag++) {
+        struct harness h;
+        start_server(&h);
+        struct agent_reader reader;
+        pid_t pid = raw_exec(&h, &reader, with_flag ? AGENT_EXEC_STDIN : 0, "sleep 60");
+        /* The pipe takes (and the agent acknowledges) up to 64 KiB the command never reads;
+         * beyond that a full window of more input overflows it. */
+        int frames = with_flag ? AGENT_STDIN_WINDOW / AGENT_CHUNK_MAX + 3 : 1;
+        for (int i = 0; i < frames; i++) {
+            struct agent_buf buf;
+            agent_buf_init(&buf, data, sizeof(data));
+            static const uint8_t zeros[AGENT_CHUNK_MAX];
+            agent_encode_data(&buf, AGENT_STDIN, zeros, sizeof(zeros));
+            if (send(h.host_fd, buf.data, buf.len, MSG_NOSIGNAL) != (ssize_t)buf.len)
+                break; /* the server already gave up on us */
+        }
+        expect_error_reply(h.host_fd, &reader, EPROTO);
+        agent_reader_destroy(&reader);
+        close(h.host_fd);
+        end_harness(&h);
+        assert_reaped(pid);
+    }
 }
 
 static void garbage_gets_an_error_reply(void **state)
@@ -851,6 +897,7 @@ int main(void)
         cmocka_unit_test(signal_reaches_a_sleeping_command),
         cmocka_unit_test(free_kills_a_running_command),
         cmocka_unit_test(disconnect_kills_the_command),
+        cmocka_unit_test(stdin_outside_the_rules_gets_an_error),
         cmocka_unit_test(garbage_gets_an_error_reply),
         cmocka_unit_test(garbage_instead_of_hello_and_truncated_frames),
         cmocka_unit_test(server_rejects_another_version),
