@@ -645,6 +645,44 @@ static void disconnect_kills_the_command(void **state)
     close(h.err_fd);
 }
 
+/* The process state letter from /proc/PID/stat ('S' sleeping, 'Z' exited, ...). */
+static char process_state(pid_t pid)
+{
+    char path[64], text[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *file = fopen(path, "r");
+    assert_non_null(file);
+    assert_non_null(fgets(text, sizeof(text), file));
+    fclose(file);
+    const char *paren = strrchr(text, ')');
+    assert_non_null(paren);
+    return paren[2];
+}
+
+/* A host that stops reading makes the command block on its pipe; nothing piles up. */
+static void output_back_pressure_blocks_the_command(void **state)
+{
+    (void)state;
+    const size_t total = 64u << 20;
+    struct harness h;
+    start_server(&h);
+    struct agent_reader reader;
+    pid_t pid = raw_exec(&h, &reader, 0, "exec head -c 67108864 /dev/zero");
+    usleep(300000);
+    assert_int_equal(process_state(pid), 'S'); /* blocked writing, not done */
+
+    size_t received = 0;
+    struct agent_frame frame;
+    int type;
+    while ((type = raw_read(h.host_fd, &reader, &frame)) == AGENT_STDOUT)
+        received += frame.length;
+    assert_int_equal(type, AGENT_EXIT);
+    assert_int_equal(received, total);
+    agent_reader_destroy(&reader);
+    close(h.host_fd);
+    end_harness(&h);
+}
+
 /* STDIN beyond the window, or without the stdin flag, is a protocol error. */
 static void stdin_outside_the_rules_gets_an_error(void **state)
 {
@@ -897,6 +935,7 @@ int main(void)
         cmocka_unit_test(signal_reaches_a_sleeping_command),
         cmocka_unit_test(free_kills_a_running_command),
         cmocka_unit_test(disconnect_kills_the_command),
+        cmocka_unit_test(output_back_pressure_blocks_the_command),
         cmocka_unit_test(stdin_outside_the_rules_gets_an_error),
         cmocka_unit_test(garbage_gets_an_error_reply),
         cmocka_unit_test(garbage_instead_of_hello_and_truncated_frames),
