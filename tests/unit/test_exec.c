@@ -142,11 +142,18 @@ static cove_exec_status run(struct harness *h, cove_exec_options *options)
     return status;
 }
 
-static cove_exec_status run_argv(struct harness *h, const char *const *argv)
+/* The defaults with argv. */
+static cove_exec_options options_for(const char *const *argv)
 {
     cove_exec_options options;
     cove_exec_options_init(&options);
     options.argv = argv;
+    return options;
+}
+
+static cove_exec_status run_argv(struct harness *h, const char *const *argv)
+{
+    cove_exec_options options = options_for(argv);
     return run(h, &options);
 }
 
@@ -242,10 +249,8 @@ static void output_to_a_closed_pipe_does_not_stop_the_exec(void **state)
     int pipe_fds[2];
     assert_int_equal(pipe(pipe_fds), 0);
     close(pipe_fds[0]); /* writes now fail with EPIPE (and would raise SIGPIPE) */
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"sh", "-c", "echo lost; echo kept >&2; exit 3", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     options.stdout_fd = pipe_fds[1];
     cove_exec_status status = run(&h, &options);
     assert_exited(&status, 3);
@@ -280,10 +285,8 @@ static void stdin_larger_than_the_window_goes_through(void **state)
     struct harness h;
     start_server(&h);
     int in = pattern_fd(len, 7);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"cat", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     options.stdin_fd = in;
     cove_exec_status status = run(&h, &options);
     assert_exited(&status, 0);
@@ -318,10 +321,8 @@ static void signal_is_not_stuck_behind_unread_stdin(void **state)
     struct harness h;
     start_server(&h);
     int in = pattern_fd(4 * 1024 * 1024, 3);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"sleep", "30", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     options.stdin_fd = in;
     cove_exec *exec = start(&h, &options);
     usleep(200000);
@@ -407,10 +408,8 @@ static void bad_cwd(void **state)
     (void)state;
     struct harness h;
     start_server(&h);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"true", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     options.cwd = "/nonexistent/dir";
     cove_exec_status status = run(&h, &options);
     assert_failed(&status, ENOENT, "directory");
@@ -423,10 +422,8 @@ static void uid_and_gid(void **state)
     (void)state;
     struct harness h;
     start_server(&h);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"sh", "-c", "echo $(id -u) $(id -g)", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     options.uid = geteuid() == 0 ? 65534 : 0;
     options.gid = geteuid() == 0 ? 65534 : 0;
     cove_exec_status status = run(&h, &options);
@@ -446,10 +443,8 @@ static void tty_mode(void **state)
     (void)state;
     struct harness h;
     start_server(&h);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"sh", "-c", "tty; stty size; echo \"$TERM\"; echo err >&2", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     options.tty = true;
     options.rows = 30;
     options.cols = 100;
@@ -471,10 +466,8 @@ static void tty_resize(void **state)
     start_server(&h);
     int in[2];
     assert_int_equal(pipe(in), 0);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"sh", "-c", "stty -echo; read line; stty size", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     options.tty = true;
     options.stdin_fd = in[0];
     cove_exec *exec = start(&h, &options);
@@ -499,10 +492,8 @@ static void resize_without_tty(void **state)
     (void)state;
     struct harness h;
     start_server(&h);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"true", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     cove_exec *exec = start(&h, &options);
     assert_int_equal(cove_exec_resize(exec, 10, 10), -ENOTTY);
     cove_exec_wait(exec, TIMEOUT_MS, NULL);
@@ -517,10 +508,8 @@ static void signal_reaches_a_sleeping_command(void **state)
     (void)state;
     struct harness h;
     start_server(&h);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"sleep", "30", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     cove_exec *exec = start(&h, &options);
     struct pollfd p = {.fd = cove_exec_fd(exec), .events = POLLIN};
     assert_int_equal(poll(&p, 1, 100), 0);
@@ -538,10 +527,8 @@ static void free_kills_a_running_command(void **state)
     (void)state;
     struct harness h;
     start_server(&h);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"sleep", "30", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     cove_exec *exec = start(&h, &options);
     cove_exec_free(exec);
     end_harness(&h);
@@ -796,10 +783,8 @@ static void client_rejects_another_version(void **state)
     struct agent_hello hello = {.version = 99, .frame_max = AGENT_FRAME_MAX};
     agent_encode_hello(&buf, &hello);
     send_built(fds[1], &buf);
-    cove_exec_options options;
-    cove_exec_options_init(&options);
     const char *argv[] = {"true", NULL};
-    options.argv = argv;
+    cove_exec_options options = options_for(argv);
     cove_error error = {{0}};
     assert_null(exec_start(fds[0], &options, 1000, &error));
     if (strstr(error.message, "version 99") == NULL)
