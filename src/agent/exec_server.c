@@ -37,60 +37,31 @@ struct server {
 
 /* ---- blocking frame I/O on the (nonblocking) socket ---- */
 
-static int wait_fd(int fd, short events)
+/* The server has no time limits: the host going away ends every wait. */
+static int wait_readable(int fd, void *opaque)
 {
-    struct pollfd p = {.fd = fd, .events = events};
-    int n;
-    do {
-        n = poll(&p, 1, -1);
-    } while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : 0;
+    (void)opaque;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, -1) < 0 && errno != EINTR ? -errno : 0;
 }
 
-static int send_all(int fd, const uint8_t *data, size_t len)
+static int wait_writable(int fd, void *opaque)
 {
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            int err = wait_fd(fd, POLLOUT);
-            if (err < 0)
-                return err;
-            continue;
-        }
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    (void)opaque;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    return poll(&p, 1, -1) < 0 && errno != EINTR ? -errno : 0;
 }
 
 static int send_buf(struct server *s, const struct agent_buf *buf)
 {
-    return buf->overflow ? -EMSGSIZE : send_all(s->fd, buf->data, buf->len);
+    return buf->overflow ? -EMSGSIZE
+                         : agent_write_all(s->fd, buf->data, buf->len, wait_writable, NULL);
 }
 
 /* The next frame: 1, 0 at end of stream, or a negative errno (-EPROTO: malformed). */
 static int read_frame(struct server *s, struct agent_frame *frame)
 {
-    for (;;) {
-        int got = agent_reader_next(&s->reader, frame);
-        if (got != 0)
-            return got;
-        ssize_t n = agent_reader_fill(&s->reader, s->fd);
-        if (n == -EAGAIN) {
-            int err = wait_fd(s->fd, POLLIN);
-            if (err < 0)
-                return err;
-            continue;
-        }
-        if (n == 0 && agent_reader_pending(&s->reader) > 0)
-            return -EPROTO; /* the stream ended inside a frame */
-        if (n <= 0)
-            return (int)n;
-    }
+    return agent_read_frame(&s->reader, s->fd, frame, wait_readable, NULL);
 }
 
 static int send_failure(struct server *s, uint16_t type, int err, const char *format, ...)
@@ -711,23 +682,6 @@ static void set_nonblocking(int fd)
         fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
-static enum exec_server_result run_exec(struct server *s, struct agent_exec_request *request);
-
-static enum exec_server_result serve_exec(struct server *s, const struct agent_frame *frame)
-{
-    /* 16 KiB of pointers: kept off the stack */
-    struct agent_exec_request *request = malloc(sizeof(*request));
-    if (request == NULL) {
-        send_failure(s, AGENT_ERROR, ENOMEM, "out of memory");
-        return EXEC_SERVER_DONE;
-    }
-    enum exec_server_result result = agent_parse_exec(frame, request) == 0
-                                         ? run_exec(s, request)
-                                         : reject(s, frame, "request");
-    free(request);
-    return result;
-}
-
 static enum exec_server_result run_exec(struct server *s, struct agent_exec_request *request)
 {
     struct exec_session x = {.s = s, .tty = request->flags & AGENT_EXEC_TTY, .pid = -1,
@@ -760,21 +714,22 @@ static enum exec_server_result run_exec(struct server *s, struct agent_exec_requ
     return EXEC_SERVER_DONE;
 }
 
-/* ---- files ---- */
-
-static int write_all(int fd, const uint8_t *data, size_t len)
+static enum exec_server_result serve_exec(struct server *s, const struct agent_frame *frame)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
+    /* 16 KiB of pointers: kept off the stack */
+    struct agent_exec_request *request = malloc(sizeof(*request));
+    if (request == NULL) {
+        send_failure(s, AGENT_ERROR, ENOMEM, "out of memory");
+        return EXEC_SERVER_DONE;
     }
-    return 0;
+    enum exec_server_result result = agent_parse_exec(frame, request) == 0
+                                         ? run_exec(s, request)
+                                         : reject(s, frame, "request");
+    free(request);
+    return result;
 }
+
+/* ---- files ---- */
 
 static bool parse_path(struct server *s, const struct agent_frame *frame,
                        struct agent_file_request *file)
@@ -796,7 +751,7 @@ static enum exec_server_result receive_file(struct server *s, int fd, const char
     int got;
     while ((got = read_frame(s, &frame)) > 0) {
         if (frame.type == AGENT_DATA && agent_parse_data(&frame) == 0) {
-            int err = write_all(fd, frame.payload, frame.length);
+            int err = agent_write_all(fd, frame.payload, frame.length, NULL, NULL);
             if (err < 0) {
                 send_failure(s, AGENT_ERROR, -err, "writing %.200s: %s", path, strerror(-err));
                 return EXEC_SERVER_DONE;
@@ -837,17 +792,6 @@ static enum exec_server_result serve_put(struct server *s, const struct agent_fr
 }
 
 static enum exec_server_result send_chunks(struct server *s, int fd, const char *path,
-                                           uint8_t *data);
-
-static enum exec_server_result send_file(struct server *s, int fd, const char *path)
-{
-    uint8_t *data = malloc(AGENT_HEADER_SIZE + AGENT_CHUNK_MAX);
-    enum exec_server_result result = send_chunks(s, fd, path, data);
-    free(data);
-    return result;
-}
-
-static enum exec_server_result send_chunks(struct server *s, int fd, const char *path,
                                            uint8_t *data)
 {
     if (data == NULL) {
@@ -876,6 +820,14 @@ static enum exec_server_result send_chunks(struct server *s, int fd, const char 
         if (send_buf(s, &buf) < 0)
             return EXEC_SERVER_DONE;
     }
+}
+
+static enum exec_server_result send_file(struct server *s, int fd, const char *path)
+{
+    uint8_t *data = malloc(AGENT_HEADER_SIZE + AGENT_CHUNK_MAX);
+    enum exec_server_result result = send_chunks(s, fd, path, data);
+    free(data);
+    return result;
 }
 
 static enum exec_server_result serve_get(struct server *s, const struct agent_frame *frame)
@@ -959,6 +911,7 @@ enum exec_server_result exec_server_serve(int fd)
 {
     struct server s = {.fd = fd};
     signal(SIGPIPE, SIG_IGN); /* a command closing its stdin must give EPIPE, not kill us */
+    signal(SIGCHLD, SIG_DFL); /* ignored, it would reap the command before we can */
     fcntl(fd, F_SETFD, FD_CLOEXEC); /* the command must not hold the connection open */
     set_nonblocking(fd);
     if (agent_reader_init(&s.reader) < 0)

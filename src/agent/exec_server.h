@@ -15,6 +15,12 @@ enum exec_server_result {
     EXEC_SERVER_SHUTDOWN, /* the host asked for a power-off: the caller syncs and powers off */
 };
 
+/*
+ * Serves the one request on the connected stream fd. fd is left open (the caller closes it or
+ * exits); by then every reply has been handed to the socket. Sets SIGPIPE to ignored and
+ * SIGCHLD to its default in the calling process, which is expected to be the connection's own
+ * child. Never logs: environment values may be secrets.
+ */
 enum exec_server_result exec_server_serve(int fd);
 
 #endif

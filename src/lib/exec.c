@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -106,68 +107,27 @@ static int wait_fd(int fd, short events, const struct deadline *d)
     }
 }
 
-static int send_all(int fd, const uint8_t *data, size_t len, const struct deadline *d)
+static int wait_readable(int fd, void *deadline)
 {
-    while (len > 0) {
-        ssize_t n = send(fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            int err = wait_fd(fd, POLLOUT, d);
-            if (err < 0)
-                return err;
-            continue;
-        }
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return wait_fd(fd, POLLIN, deadline);
 }
 
-/* Writes to a caller's descriptor, which may be nonblocking. */
-static int write_all(int fd, const uint8_t *data, size_t len)
+static int wait_writable(int fd, void *deadline)
 {
-    const struct deadline none = {.unlimited = true};
-    while (len > 0) {
-        ssize_t n = write(fd, data, len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno == EAGAIN) {
-            int err = wait_fd(fd, POLLOUT, &none);
-            if (err < 0)
-                return err;
-            continue;
-        }
-        if (n < 0)
-            return -errno;
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    return wait_fd(fd, POLLOUT, deadline);
+}
+
+static int send_all(int fd, const uint8_t *data, size_t len, const struct deadline *d)
+{
+    return agent_write_all(fd, data, len, wait_writable, (void *)d);
 }
 
 /* The next frame before the deadline: 1, or a negative errno (-EPIPE: the stream ended). */
 static int read_frame(int fd, struct agent_reader *reader, struct agent_frame *frame,
                       const struct deadline *d)
 {
-    for (;;) {
-        int got = agent_reader_next(reader, frame);
-        if (got != 0)
-            return got;
-        ssize_t n = agent_reader_fill(reader, fd);
-        if (n == -EAGAIN) {
-            int err = wait_fd(fd, POLLIN, d);
-            if (err < 0)
-                return err;
-            continue;
-        }
-        if (n == 0)
-            return -EPIPE;
-        if (n < 0)
-            return (int)n;
-    }
+    int got = agent_read_frame(reader, fd, frame, wait_readable, (void *)d);
+    return got == 0 ? -EPIPE : got;
 }
 
 static int send_frame(int fd, const struct agent_buf *buf, const struct deadline *d)
@@ -299,12 +259,40 @@ static int send_locked(cove_exec *exec, const struct agent_buf *buf)
 
 /* ---- the exec thread ---- */
 
+/*
+ * Writes output to the caller's descriptor, which may be nonblocking or a pipe nobody reads.
+ * Each write waits for room first and is at most PIPE_BUF bytes, which a writable pipe takes
+ * without blocking, so cove_exec_free can always cancel a stuck consumer.
+ */
+static int write_output(cove_exec *exec, int fd, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        struct pollfd fds[2] = {{.fd = fd, .events = POLLOUT},
+                                {.fd = exec->cancel_fd, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (fds[1].revents)
+            return -ECANCELED;
+        ssize_t n = write(fd, data, len < PIPE_BUF ? len : PIPE_BUF);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return -errno;
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
 static void deliver_output(cove_exec *exec, int which, const struct agent_frame *frame)
 {
     int *fd = &exec->out_fds[which];
     if (*fd < 0)
         return;
-    if (write_all(*fd, frame->payload, frame->length) < 0)
+    if (write_output(exec, *fd, frame->payload, frame->length) < 0)
         *fd = -1; /* EPIPE and the like: that stream is dropped, the exec goes on */
 }
 
@@ -357,16 +345,9 @@ static void deliver_frame(cove_exec *exec, const struct agent_frame *frame)
     }
 }
 
-static void read_agent(cove_exec *exec)
+/* Delivers the complete frames already received (the handshake may have read ahead). */
+static void deliver_pending(cove_exec *exec)
 {
-    ssize_t n = agent_reader_fill(&exec->reader, exec->fd);
-    if (n == -EAGAIN)
-        return;
-    if (n <= 0) {
-        finish(exec, COVE_EXEC_LOST, n == 0 ? EPIPE : (int)-n,
-               "connection to cove-agent lost before the command ended");
-        return;
-    }
     struct agent_frame frame;
     int got;
     while (running(exec) && (got = agent_reader_next(&exec->reader, &frame)) != 0) {
@@ -376,6 +357,18 @@ static void read_agent(cove_exec *exec)
         }
         deliver_frame(exec, &frame);
     }
+}
+
+static void read_agent(cove_exec *exec)
+{
+    ssize_t n = agent_reader_fill(&exec->reader, exec->fd);
+    if (n == -EAGAIN)
+        return;
+    if (n <= 0)
+        finish(exec, COVE_EXEC_LOST, n == 0 ? EPIPE : (int)-n,
+               "connection to cove-agent lost before the command ended");
+    else
+        deliver_pending(exec);
 }
 
 static size_t stdin_room(const cove_exec *exec)
@@ -419,6 +412,7 @@ static void *exec_thread(void *opaque)
     uint8_t *frame_buf = malloc(AGENT_HEADER_SIZE + AGENT_CHUNK_MAX);
     if (frame_buf == NULL)
         finish(exec, COVE_EXEC_LOST, ENOMEM, "out of memory");
+    deliver_pending(exec);
     while (running(exec)) {
         bool want_stdin = !exec->stdin_done && stdin_room(exec) > 0;
         struct pollfd fds[SLOT_COUNT] = {
@@ -606,17 +600,24 @@ void cove_exec_options_init(cove_exec_options *options)
     options->stderr_fd = -1;
 }
 
+/* SIGNAL and WINSIZE, from the caller's thread; -ESRCH once the exec has ended. */
+static int send_control(cove_exec *exec, const struct agent_buf *buf)
+{
+    if (!running(exec))
+        return -ESRCH;
+    int err = send_locked(exec, buf);
+    return err < 0 && !running(exec) ? -ESRCH : err;
+}
+
 int cove_exec_signal(cove_exec *exec, int signo)
 {
     if (signo < 1 || signo > 64)
         return -EINVAL;
-    if (!running(exec))
-        return -ESRCH;
     uint8_t data[AGENT_HEADER_SIZE + 4];
     struct agent_buf buf;
     agent_buf_init(&buf, data, sizeof(data));
     agent_encode_u32(&buf, AGENT_SIGNAL, (uint32_t)signo);
-    return send_locked(exec, &buf);
+    return send_control(exec, &buf);
 }
 
 int cove_exec_resize(cove_exec *exec, uint16_t rows, uint16_t cols)
@@ -625,13 +626,11 @@ int cove_exec_resize(cove_exec *exec, uint16_t rows, uint16_t cols)
         return -ENOTTY;
     if (rows == 0 || cols == 0)
         return -EINVAL;
-    if (!running(exec))
-        return -ESRCH;
     uint8_t data[AGENT_HEADER_SIZE + 4];
     struct agent_buf buf;
     agent_buf_init(&buf, data, sizeof(data));
     agent_encode_winsize(&buf, rows, cols);
-    return send_locked(exec, &buf);
+    return send_control(exec, &buf);
 }
 
 int cove_exec_fd(const cove_exec *exec)
@@ -781,7 +780,8 @@ static int download(int fd, struct agent_reader *reader, int dst_fd, const struc
             return 0;
         if (frame.type != AGENT_DATA || agent_parse_data(&frame) < 0)
             return describe_reply(error, &frame, "receiving the file");
-        int err = write_all(dst_fd, frame.payload, frame.length);
+        const struct deadline none = {.unlimited = true};
+        int err = send_all(dst_fd, frame.payload, frame.length, &none);
         if (err < 0)
             return fail(error, err, "writing the copied file: %s", strerror(-err));
     }

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* ---- encoding ---- */
@@ -452,4 +453,53 @@ int agent_reader_next(struct agent_reader *reader, struct agent_frame *frame)
 size_t agent_reader_pending(const struct agent_reader *reader)
 {
     return reader->end - reader->start;
+}
+
+/* ---- stream helpers ---- */
+
+int agent_write_all(int fd, const void *data, size_t len, agent_wait_fn wait, void *opaque)
+{
+    const uint8_t *at = data;
+    bool socket = true; /* until the descriptor says otherwise */
+    while (len > 0) {
+        ssize_t n = socket ? send(fd, at, len, MSG_NOSIGNAL) : write(fd, at, len);
+        if (n < 0 && errno == ENOTSOCK && socket) {
+            socket = false;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno == EAGAIN && wait != NULL) {
+            int err = wait(fd, opaque);
+            if (err < 0)
+                return err;
+            continue;
+        }
+        if (n < 0)
+            return -errno;
+        at += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int agent_read_frame(struct agent_reader *reader, int fd, struct agent_frame *frame,
+                     agent_wait_fn wait, void *opaque)
+{
+    for (;;) {
+        int got = agent_reader_next(reader, frame);
+        if (got != 0)
+            return got;
+        ssize_t n = agent_reader_fill(reader, fd);
+        if (n == -EAGAIN && wait != NULL) {
+            int err = wait(fd, opaque);
+            if (err < 0)
+                return err;
+            continue;
+        }
+        if (n == 0 && agent_reader_pending(reader) > 0)
+            return -EPROTO; /* the stream ended inside a frame */
+        if (n <= 0)
+            return (int)n;
+    }
 }

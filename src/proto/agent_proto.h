@@ -1,7 +1,8 @@
 /*
  * The cove-agent protocol's codec (docs/agent-protocol.md), shared by libcove (host) and
- * cove-agent (guest). It only turns bytes into messages and back: no I/O policy, no global
- * state, and it never allocates more than its fixed limits allow.
+ * cove-agent (guest). It turns bytes into messages and back, plus the stream helpers both
+ * sides share; how long to wait is always the caller's choice. No global state, and it never
+ * allocates more than its fixed limits allow.
  *
  * A frame is an 8-byte header (u32 payload length, u16 type, u16 flags that must be zero,
  * all little endian) followed by the payload. Strings in payloads end with a NUL byte, so a
@@ -172,5 +173,21 @@ ssize_t agent_reader_fill(struct agent_reader *reader, int fd);
 int agent_reader_next(struct agent_reader *reader, struct agent_frame *frame);
 /* Bytes received that are not part of a returned frame yet. */
 size_t agent_reader_pending(const struct agent_reader *reader);
+
+/* ---- stream helpers ---- */
+
+/* Called when fd would block: waits until it may be ready (the caller's events and time
+ * limit), returning 0 to try again or a negative errno to give up. */
+typedef int (*agent_wait_fn)(int fd, void *opaque);
+
+/* Writes all of data, across short writes and EINTR; on EAGAIN asks wait (NULL: gives up with
+ * -EAGAIN). Sockets are written with MSG_NOSIGNAL, so a peer that left gives -EPIPE and no
+ * SIGPIPE. Returns 0 or a negative errno. */
+int agent_write_all(int fd, const void *data, size_t len, agent_wait_fn wait, void *opaque);
+/* The next frame from fd through reader, asking wait on EAGAIN: 1, 0 at the end of the
+ * stream between frames, -EPROTO when it ends inside one, or a negative errno (a malformed
+ * frame as for agent_frame_decode). */
+int agent_read_frame(struct agent_reader *reader, int fd, struct agent_frame *frame,
+                     agent_wait_fn wait, void *opaque);
 
 #endif
