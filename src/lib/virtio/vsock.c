@@ -834,13 +834,14 @@ static void accepted(struct virtio_vsock *v, struct vsock_conn *c)
         c->req = NULL;
         if (!finish_request(v, req, 0))
             doom_conn(v, c, 0); /* the caller gave up: its end is closed */
-        return;
+    } else {
+        char ok[24];
+        int len = snprintf(ok, sizeof(ok), "OK %u\n", c->host_port);
+        /* The client's socket is empty at this point, so a short write means it is gone. */
+        if (send(c->fd, ok, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) != len)
+            doom_conn(v, c, 0);
     }
-    char ok[24];
-    int len = snprintf(ok, sizeof(ok), "OK %u\n", c->host_port);
-    /* The client's socket is empty at this point, so a short write means it is gone. */
-    if (send(c->fd, ok, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) != len)
-        doom_conn(v, c, 0);
+    watch(v, c); /* relaying starts */
 }
 
 static bool is_shut(struct virtio_vsock *v)
