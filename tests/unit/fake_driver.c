@@ -8,6 +8,21 @@
 #include <endian.h>
 #include <string.h>
 
+static void t_signal_used(void *t, unsigned index)
+{
+    assert_true(index < FAKE_MAX_QUEUES);
+    ((struct fake_transport *)t)->signals[index]++;
+}
+
+static void t_signal_config(void *t) { (void)t; }
+static void t_needs_reset(void *t) { ((struct fake_transport *)t)->needs_reset++; }
+
+const struct virtio_transport_ops fake_transport_ops = {
+    .signal_used = t_signal_used,
+    .signal_config = t_signal_config,
+    .needs_reset = t_needs_reset,
+};
+
 uint8_t *fake_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 {
     uint8_t *p = guest_mem_ptr(mem, gpa, len);

@@ -10,6 +10,15 @@
 #include <stdint.h>
 
 #include "guest_mem.h"
+#include "virtio/device.h"
+
+/* The transport's side: counts interrupts per queue and reset requests (transport = &t). */
+#define FAKE_MAX_QUEUES 4
+struct fake_transport {
+    unsigned signals[FAKE_MAX_QUEUES];
+    unsigned needs_reset;
+};
+extern const struct virtio_transport_ops fake_transport_ops;
 
 /* One buffer of a chain. */
 struct fake_buf {

@@ -65,11 +65,6 @@ struct pkt {
     uint8_t data[RX_DATA];
 };
 
-struct fake_transport {
-    unsigned signals[3];
-    unsigned needs_reset;
-};
-
 struct bench {
     struct guest_mem mem;
     struct io_loop *loop;
@@ -91,23 +86,6 @@ struct bench {
     char dir[64];
     char uds[96];
     int listeners[4];
-};
-
-/* ---- The transport. ---- */
-
-static void t_signal_used(void *t, unsigned index)
-{
-    assert_true(index < 3);
-    ((struct fake_transport *)t)->signals[index]++;
-}
-
-static void t_signal_config(void *t) { (void)t; }
-static void t_needs_reset(void *t) { ((struct fake_transport *)t)->needs_reset++; }
-
-static const struct virtio_transport_ops transport_ops = {
-    .signal_used = t_signal_used,
-    .signal_config = t_signal_config,
-    .needs_reset = t_needs_reset,
 };
 
 /* ---- The loop thread, and parking it. ---- */
@@ -211,7 +189,7 @@ static int setup_bench(void **state, bool active, bool with_uds)
     b->dev->queues = b->queues;
     b->dev->queue_enabled = b->enabled;
     b->dev->loop = b->loop;
-    b->dev->transport_ops = &transport_ops;
+    b->dev->transport_ops = &fake_transport_ops;
     b->dev->transport = &b->t;
     b->dev->driver_features = 1ULL << VIRTIO_F_VERSION_1;
     pthread_mutex_init(&b->lock, NULL);
