@@ -52,12 +52,16 @@
 
 enum { REQUEST = 1, RESPONSE, RST, SHUTDOWN, RW, CREDIT_UPDATE, CREDIT_REQUEST };
 
-struct hdr {
+/* The header as Linux declares it (struct virtio_vsock_hdr: packed, little endian), copied
+ * as is: an oracle independent of the device's own offset-by-offset encoding. */
+struct __attribute__((packed)) hdr {
     uint64_t src_cid, dst_cid;
     uint32_t src_port, dst_port, len;
     uint16_t type, op;
     uint32_t flags, buf_alloc, fwd_cnt;
 };
+_Static_assert(sizeof(struct hdr) == HDR, "virtio 1.2, 5.10.6");
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the header is copied as is");
 
 struct pkt {
     struct hdr h;
@@ -242,50 +246,6 @@ static uint64_t alloc_buf(struct bench *b, uint32_t len)
     return gpa;
 }
 
-static void put_le(uint8_t *p, uint64_t v, unsigned n)
-{
-    for (unsigned i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint64_t get_le(const uint8_t *p, unsigned n)
-{
-    uint64_t v = 0;
-    for (unsigned i = n; i-- > 0;)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void encode(const struct hdr *h, uint8_t *p)
-{
-    put_le(p, h->src_cid, 8);
-    put_le(p + 8, h->dst_cid, 8);
-    put_le(p + 16, h->src_port, 4);
-    put_le(p + 20, h->dst_port, 4);
-    put_le(p + 24, h->len, 4);
-    put_le(p + 28, h->type, 2);
-    put_le(p + 30, h->op, 2);
-    put_le(p + 32, h->flags, 4);
-    put_le(p + 36, h->buf_alloc, 4);
-    put_le(p + 40, h->fwd_cnt, 4);
-}
-
-static void decode(const uint8_t *p, struct hdr *h)
-{
-    *h = (struct hdr){
-        .src_cid = get_le(p, 8),
-        .dst_cid = get_le(p + 8, 8),
-        .src_port = (uint32_t)get_le(p + 16, 4),
-        .dst_port = (uint32_t)get_le(p + 20, 4),
-        .len = (uint32_t)get_le(p + 24, 4),
-        .type = (uint16_t)get_le(p + 28, 2),
-        .op = (uint16_t)get_le(p + 30, 2),
-        .flags = (uint32_t)get_le(p + 32, 4),
-        .buf_alloc = (uint32_t)get_le(p + 36, 4),
-        .fwd_cnt = (uint32_t)get_le(p + 40, 4),
-    };
-}
-
 /* n receive buffers of RX_DATA bytes after the header. */
 static void post_rx_locked(struct bench *b, unsigned n)
 {
@@ -312,7 +272,7 @@ static void send_raw(struct bench *b, const struct hdr *h, const void *data, uin
 {
     freeze(b);
     uint64_t gpa = alloc_buf(b, HDR + len);
-    encode(h, fake_ptr(&b->mem, gpa, HDR));
+    memcpy(fake_ptr(&b->mem, gpa, HDR), h, HDR);
     if (len)
         memcpy(fake_ptr(&b->mem, gpa + HDR, len), data, len);
     uint32_t first = len / 3;
@@ -360,7 +320,7 @@ static bool try_recv(struct bench *b, struct pkt *p)
         assert_true(head < QSIZE);
         assert_true(p->used_len >= HDR && p->used_len <= HDR + RX_DATA);
         uint8_t *raw = fake_ptr(&b->mem, b->rx_gpa[head], p->used_len);
-        decode(raw, &p->h);
+        memcpy(&p->h, raw, HDR);
         assert_int_equal(p->h.len, p->used_len - HDR);
         memcpy(p->data, raw + HDR, p->h.len);
     }
@@ -439,15 +399,23 @@ static int finish_connect(struct connect_call *c)
     return c->result;
 }
 
+/* A host connect whose REQUEST the guest got (in *p). */
+static void host_request(struct bench *b, struct connect_call *call, uint32_t port, int timeout_ms,
+                         struct pkt *p)
+{
+    start_connect(b, call, port, timeout_ms);
+    post_rx(b, 1);
+    expect_op(b, p, REQUEST);
+    assert_int_equal(p->h.dst_port, port);
+}
+
 /* A host connect the guest accepts: returns the host fd; *host_port is the device's port. */
 static int connect_pair(struct bench *b, uint32_t guest_port, uint32_t guest_buf_alloc,
                         uint32_t *host_port)
 {
     struct connect_call call;
     struct pkt p;
-    start_connect(b, &call, guest_port, 5000);
-    post_rx(b, 1);
-    expect_op(b, &p, REQUEST);
+    host_request(b, &call, guest_port, 5000, &p);
     assert_int_equal(p.h.dst_port, guest_port);
     struct hdr h = guest_hdr(RESPONSE, guest_port, p.h.src_port);
     h.buf_alloc = guest_buf_alloc;
@@ -529,11 +497,12 @@ static void test_identity(void **state)
     assert_int_equal(b->dev->num_queues, 3);
     assert_int_equal(b->dev->config_size, 8);
     assert_int_equal(b->dev->device_features, 0); /* no SEQPACKET */
-    uint8_t cfg[8];
-    b->dev->ops->config_read(b->dev, 0, cfg, 8);
-    assert_int_equal(get_le(cfg, 8), CID);
-    b->dev->ops->config_read(b->dev, 4, cfg, 4);
-    assert_int_equal(get_le(cfg, 4), 0);
+    uint64_t cid = 0;
+    b->dev->ops->config_read(b->dev, 0, (uint8_t *)&cid, 8);
+    assert_int_equal(cid, CID);
+    uint32_t high = 1;
+    b->dev->ops->config_read(b->dev, 4, (uint8_t *)&high, 4);
+    assert_int_equal(high, 0);
 }
 
 static void test_bad_arguments(void **state)
@@ -569,9 +538,8 @@ static void test_connect_accepted(void **state)
     struct bench *b = *state;
     struct connect_call call;
     struct pkt p;
-    start_connect(b, &call, 5000, 5000);
-    post_rx(b, 4);
-    expect_op(b, &p, REQUEST);
+    host_request(b, &call, 5000, 5000, &p);
+    post_rx(b, 3);
     assert_int_equal(p.h.dst_port, 5000);
     assert_true(p.h.src_port >= FIRST_HOST_PORT);
     assert_int_equal(p.h.len, 0);
@@ -605,9 +573,7 @@ static void test_connect_refused(void **state)
     struct bench *b = *state;
     struct connect_call call;
     struct pkt p;
-    start_connect(b, &call, 6000, 5000);
-    post_rx(b, 1);
-    expect_op(b, &p, REQUEST);
+    host_request(b, &call, 6000, 5000, &p);
     send_op(b, RST, 6000, p.h.src_port);
     assert_int_equal(finish_connect(&call), -ECONNREFUSED);
     expect_quiet(b, 20); /* no answer to a RST */
@@ -618,9 +584,8 @@ static void test_connect_timeout_resets(void **state)
     struct bench *b = *state;
     struct connect_call call;
     struct pkt p;
-    start_connect(b, &call, 7000, 100);
-    post_rx(b, 2);
-    expect_op(b, &p, REQUEST);
+    host_request(b, &call, 7000, 100, &p);
+    post_rx(b, 1);
     assert_int_equal(finish_connect(&call), -ETIMEDOUT);
     uint32_t host_port = p.h.src_port;
     expect_op(b, &p, RST);
@@ -943,10 +908,8 @@ static void test_reset_closes_host_ends(void **state)
     uint32_t host_port;
     int fd = connect_pair(b, 5000, 1 << 20, &host_port);
     struct connect_call call;
-    start_connect(b, &call, 5001, 5000);
-    post_rx(b, 1);
     struct pkt p;
-    expect_op(b, &p, REQUEST);
+    host_request(b, &call, 5001, 5000, &p);
     reset_device(b);
     expect_eof(fd);
     assert_int_equal(finish_connect(&call), -ENOTCONN);
@@ -964,10 +927,8 @@ static void test_vsock_shutdown(void **state)
     uint32_t host_port;
     int fd = connect_pair(b, 5000, 1 << 20, &host_port);
     struct connect_call call;
-    start_connect(b, &call, 5001, 5000);
-    post_rx(b, 1);
     struct pkt p;
-    expect_op(b, &p, REQUEST);
+    host_request(b, &call, 5001, 5000, &p);
     stop_loop(b); /* the VM ended: nothing runs on the I/O thread any more */
     virtio_vsock_shutdown(b->dev);
     expect_eof(fd);
@@ -1082,9 +1043,8 @@ static void test_data_on_unconnected_resets(void **state)
     struct bench *b = *state;
     struct connect_call call;
     struct pkt p;
-    start_connect(b, &call, 5000, 5000);
-    post_rx(b, 2);
-    expect_op(b, &p, REQUEST);
+    host_request(b, &call, 5000, 5000, &p);
+    post_rx(b, 1);
     send_data(b, 5000, p.h.src_port, "early", 5); /* before the RESPONSE */
     expect_op(b, &p, RST);
     assert_true(finish_connect(&call) < 0);
