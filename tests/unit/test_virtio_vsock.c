@@ -844,6 +844,28 @@ static void test_uds_endpoint_refused_and_malformed(void **state)
     expect_quiet(b, 20);
 }
 
+/* A client that never finishes its line, or whose REQUEST the guest never answers, is
+ * dropped after the handshake time (3 s), so it cannot hold a slot for ever. */
+static void test_uds_handshake_times_out(void **state)
+{
+    struct bench *b = *state;
+    int silent = uds_client(b);
+    assert_int_equal(write(silent, "CONN", 4), 4);
+    int unanswered = uds_client(b);
+    assert_int_equal(write(unanswered, "CONNECT 79\n", 11), 11);
+    post_rx(b, 2);
+    struct pkt p;
+    expect_op(b, &p, REQUEST);
+    uint32_t host_port = p.h.src_port;
+    assert_false(wait_readable(silent, 2000)); /* still waiting well within the time */
+    expect_closed(silent);
+    expect_eof(unanswered);
+    expect_op(b, &p, RST); /* the guest saw the REQUEST: it hears the end too */
+    assert_int_equal(p.h.src_port, host_port);
+    close(silent);
+    close(unanswered);
+}
+
 /* ---- Tests: shutdown, reset, the end of the VM. ---- */
 
 static void test_shutdown_both_ways(void **state)
@@ -1122,6 +1144,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guest_connect_without_uds, setup_no_uds, teardown),
         cmocka_unit_test_setup_teardown(test_uds_endpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_uds_endpoint_refused_and_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_uds_handshake_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shutdown_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_close_first, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_rst_closes_host, setup, teardown),
