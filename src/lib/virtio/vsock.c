@@ -819,6 +819,8 @@ static void guest_data(struct virtio_vsock *v, struct vsock_conn *c, const struc
         doom_conn(v, c, 0);
         return;
     }
+    if (len == 0)
+        return;
     c->rx_cnt += len;
     size_t done = 0;
     if (!c->buf_len) {
@@ -1020,24 +1022,25 @@ static void transmit(struct virtio_vsock *v)
 
 /* ---- Requests from other threads. ---- */
 
-/* The next request the I/O thread has not seen, now held by it; NULL when none. */
+/* The next live request the I/O thread has not seen, now held by it; NULL when none. Ones
+ * that were answered (reset, shutdown) or given up before it looked are let go at once. */
 static struct vsock_request *take_request(struct virtio_vsock *v)
 {
-    pthread_mutex_lock(&v->lock);
-    struct vsock_request *req = v->requests;
-    while (req && req->holder != REQ_NEW)
-        req = req->next;
-    bool dead = false;
-    if (req) {
-        req->holder = REQ_IO;
-        dead = req->done || req->cancelled;
+    for (;;) {
+        pthread_mutex_lock(&v->lock);
+        struct vsock_request *req = v->requests;
+        while (req && req->holder != REQ_NEW)
+            req = req->next;
+        bool dead = false;
+        if (req) {
+            req->holder = REQ_IO;
+            dead = req->done || req->cancelled;
+        }
+        pthread_mutex_unlock(&v->lock);
+        if (!dead)
+            return req;
+        finish_request(v, req, 0); /* keeps the result already set */
     }
-    pthread_mutex_unlock(&v->lock);
-    if (dead) {
-        finish_request(v, req, 0); /* the result was set already, or nobody waits */
-        return take_request(v);
-    }
-    return req;
 }
 
 static void start_request(struct virtio_vsock *v, struct vsock_request *req)
@@ -1135,7 +1138,11 @@ static void on_accept(void *opaque, uint32_t events)
                 io_loop_remove(v->loop, v->listen_fd); /* shut down: stop listening */
             return;
         }
-        struct vsock_conn *c = is_shut(v) ? (close(fd), NULL) : add_conn(v, fd, CONN_HANDSHAKE);
+        if (is_shut(v)) {
+            close(fd);
+            continue;
+        }
+        struct vsock_conn *c = add_conn(v, fd, CONN_HANDSHAKE); /* closes fd when full */
         if (c) {
             set_deadline(v, c);
             watch(v, c);

@@ -48,7 +48,8 @@ struct virtio_device *virtio_vsock_new(uint64_t guest_cid, const char *uds_path,
  * of a connected stream socket (blocking, close-on-exec; end-of-file when the guest closes or
  * resets), or -ECONNREFUSED (the guest reset it: nothing listens), -ENOTCONN (the driver is
  * not ready, or reset the device meanwhile: try again later), -ETIMEDOUT (the half-open
- * connection is forgotten, with a reset to the guest if it saw the request), -ESHUTDOWN (see
+ * connection is forgotten, with a reset to the guest if it saw the request), -ECONNRESET (the
+ * guest answered with something else than RESPONSE or RST), -ESHUTDOWN (see
  * virtio_vsock_shutdown), -ENOMEM, -EMFILE (out of descriptors, or 256 connections open).
  */
 int virtio_vsock_connect(struct virtio_device *dev, uint32_t port, int timeout_ms);
