@@ -967,6 +967,61 @@ static void test_vsock_shutdown(void **state)
     close(fd);
 }
 
+static double cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* With the loop still running: the guest hears of the end, nothing spins on the hung-up
+ * sockets, and the Unix socket takes no more clients. */
+static void test_vsock_shutdown_running(void **state)
+{
+    struct bench *b = *state;
+    uint32_t host_port;
+    int fd = connect_pair(b, 5000, 1 << 20, &host_port);
+    int client = uds_client(b);
+    post_rx(b, 2);
+    virtio_vsock_shutdown(b->dev);
+    expect_eof(fd);
+    expect_eof(client);
+    struct pkt p;
+    expect_op(b, &p, SHUTDOWN);
+    assert_int_equal(p.h.src_port, host_port);
+    double before = cpu_seconds();
+    sleep_ms(200);
+    assert_true(cpu_seconds() - before < 0.05);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", b->uds);
+    int late = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(late, (struct sockaddr *)&addr, sizeof(addr)), -1);
+    assert_int_equal(virtio_vsock_connect(b->dev, 5000, 100), -ESHUTDOWN);
+    close(late);
+    close(client);
+    close(fd);
+}
+
+/* Guest data the host has not read yet still arrives before the end-of-file of a SHUTDOWN. */
+static void test_guest_shutdown_after_buffered_data(void **state)
+{
+    struct bench *b = *state;
+    enum { TOTAL = 240000, CHUNK = 12000 };
+    uint32_t host_port;
+    int fd = connect_pair(b, 5000, 1 << 20, &host_port);
+    static uint8_t sent[TOTAL], got[TOTAL];
+    fill_pattern(sent, TOTAL, 5);
+    for (size_t off = 0; off < TOTAL; off += CHUNK)
+        send_data(b, 5000, host_port, sent + off, CHUNK);
+    struct hdr h = guest_hdr(SHUTDOWN, 5000, host_port);
+    h.flags = 2;
+    send_raw(b, &h, NULL, 0);
+    host_read_exact(fd, got, TOTAL);
+    assert_memory_equal(got, sent, TOTAL);
+    expect_eof(fd);
+    close(fd);
+}
+
 /* ---- Tests: a hostile driver. ---- */
 
 static void test_connection_cap(void **state)
@@ -1158,6 +1213,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_guest_rst_closes_host, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_closes_host_ends, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vsock_shutdown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_vsock_shutdown_running, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_guest_shutdown_after_buffered_data, setup, teardown),
         cmocka_unit_test_setup_teardown(test_connection_cap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_headers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_duplicate_request_resets, setup, teardown),

@@ -1128,7 +1128,11 @@ static void on_timer(void *opaque, uint32_t events)
 static void on_accept(void *opaque, uint32_t events)
 {
     struct virtio_vsock *v = opaque;
-    (void)events;
+    if (events & (EPOLLHUP | EPOLLERR)) {
+        /* virtio_vsock_shutdown(): the socket hangs up for ever (and refuses clients). */
+        io_loop_remove(v->loop, v->listen_fd);
+        return;
+    }
     /* A bounded batch: a flood of clients cannot keep the I/O thread here. */
     for (int i = 0; i < 16; i++) {
         int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
