@@ -453,7 +453,8 @@ static void watch(struct virtio_vsock *v, struct vsock_conn *c)
         doom_conn(v, c, -ENOMEM); /* a RST the guest may not expect is harmless */
 }
 
-/* Guest data is done and nothing more will come: both directions finished? Then reset. */
+/* Once guest data is flushed: passes on the guest's SHUTDOWN SEND, and resets the connection
+ * when both directions are done. */
 static void maybe_finish(struct virtio_vsock *v, struct vsock_conn *c)
 {
     if (c->state != CONN_CONNECTED || c->buf_len)
