@@ -80,8 +80,10 @@ show() {
 run_cove() {
     _name=$1
     shift
+    _started=$(date +%s)
     timeout "$COVE_RUN_TIMEOUT" "$COVE" "$@" > "$WORK/$_name.out" 2> "$WORK/$_name.err" < /dev/null
     rc=$?
+    note "$_name: status $rc after $(( $(date +%s) - _started )) s"
 }
 
 # guest NAME COMMAND [COVE OPTIONS...]: boots the default guest with 256 MiB (do not pass

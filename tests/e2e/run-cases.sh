@@ -10,14 +10,14 @@
 #
 # Environment: COVE, VM_API, KERNEL, VMLINUX, INITRD (passed on to the cases, as are
 # VIRTIO_GARBAGE and E2E_MODE for the cases that use them); E2E_SCRATCH, a directory for the cases' WORK dirs
-# (default: a new temporary one); E2E_CASE_TIMEOUT, seconds per case (default 180). POSIX sh
+# (default: a new temporary one); E2E_CASE_TIMEOUT, seconds per case (default 600). POSIX sh
 # and busybox-compatible: it is the core of the test host's /init as well as of direct mode.
 set -u
 
 : "${COVE:?}" "${VM_API:?}" "${KERNEL:?}" "${VMLINUX:?}" "${INITRD:?}"
 export COVE VM_API KERNEL VMLINUX INITRD
 [ -z "${EXEC_API:-}" ] || export EXEC_API
-case_timeout=${E2E_CASE_TIMEOUT:-180}
+case_timeout=${E2E_CASE_TIMEOUT:-600}
 scratch=${E2E_SCRATCH:-$(mktemp -d "${TMPDIR:-/tmp}/cove-e2e-work.XXXXXX")}
 mkdir -p "$scratch"
 

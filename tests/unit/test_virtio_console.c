@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "arch/x86_64/layout.h"
+#include "fake_driver.h"
 #include "guest_mem.h"
 #include "io_loop.h"
 #include "virtio/console.h"
@@ -38,11 +39,6 @@
 #define DATA_GPA 0x10000ULL
 #define OUTSIDE_RAM 0x40000000ULL
 #define BOUND VIRTIO_CONSOLE_IN_BUFFER
-
-struct fake_transport {
-    unsigned signals[2];
-    unsigned needs_reset;
-};
 
 /* The driver's view of one queue. */
 struct driver_queue {
@@ -76,21 +72,6 @@ struct buf {
 };
 
 /* ---- The transport. ---- */
-
-static void t_signal_used(void *t, unsigned index)
-{
-    assert_true(index < 2);
-    ((struct fake_transport *)t)->signals[index]++;
-}
-
-static void t_signal_config(void *t) { (void)t; }
-static void t_needs_reset(void *t) { ((struct fake_transport *)t)->needs_reset++; }
-
-static const struct virtio_transport_ops transport_ops = {
-    .signal_used = t_signal_used,
-    .signal_config = t_signal_config,
-    .needs_reset = t_needs_reset,
-};
 
 static void enable_queues(struct bench *b)
 {
@@ -130,7 +111,7 @@ static void attach(struct bench *b, int in_fd, int out_fd)
     b->dev->queues = b->queues;
     b->dev->queue_enabled = b->enabled;
     b->dev->loop = b->loop;
-    b->dev->transport_ops = &transport_ops;
+    b->dev->transport_ops = &fake_transport_ops;
     b->dev->transport = &b->t;
     b->dev->driver_features = 1ULL << VIRTIO_F_VERSION_1;
 }
@@ -195,45 +176,15 @@ static void run_loop(struct bench *b, int rounds, round_fn script)
 
 /* ---- The driver. ---- */
 
-static uint8_t *gpa_ptr(struct bench *b, uint64_t gpa, uint64_t len)
-{
-    uint8_t *p = guest_mem_ptr(&b->mem, gpa, len);
-    assert_non_null(p);
-    return p;
-}
-
-static void put16(struct bench *b, uint64_t gpa, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(gpa_ptr(b, gpa, 2), &v, 2);
-}
-
-static uint16_t get16(struct bench *b, uint64_t gpa)
-{
-    uint16_t v;
-    memcpy(&v, gpa_ptr(b, gpa, 2), 2);
-    return le16toh(v);
-}
-
-static uint32_t get32(struct bench *b, uint64_t gpa)
-{
-    uint32_t v;
-    memcpy(&v, gpa_ptr(b, gpa, 4), 4);
-    return le32toh(v);
-}
+static uint8_t *gpa_ptr(struct bench *b, uint64_t gpa, uint64_t len) { return fake_ptr(&b->mem, gpa, len); }
+static void put16(struct bench *b, uint64_t gpa, uint16_t v) { fake_put16(&b->mem, gpa, v); }
+static uint16_t get16(struct bench *b, uint64_t gpa) { return fake_get16(&b->mem, gpa); }
+static uint32_t get32(struct bench *b, uint64_t gpa) { return fake_get32(&b->mem, gpa); }
 
 static void set_desc(struct bench *b, unsigned q, uint16_t i, uint64_t addr, uint32_t len,
                      uint16_t flags, uint16_t next)
 {
-    uint8_t raw[16];
-    uint64_t a = htole64(addr);
-    uint32_t l = htole32(len);
-    uint16_t f = htole16(flags), n = htole16(next);
-    memcpy(raw, &a, 8);
-    memcpy(raw + 8, &l, 4);
-    memcpy(raw + 12, &f, 2);
-    memcpy(raw + 14, &n, 2);
-    memcpy(gpa_ptr(b, RING_GPA(q) + 16ULL * i, 16), raw, 16);
+    fake_set_desc(&b->mem, RING_GPA(q), i, addr, len, flags, next);
 }
 
 /* A zeroed buffer in guest RAM, optionally holding `data`. */

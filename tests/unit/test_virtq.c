@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "arch/x86_64/layout.h"
+#include "fake_driver.h"
 #include "guest_mem.h"
 #include "virtio/queue.h"
 
@@ -38,45 +39,15 @@ struct drv {
 
 /* ---- The driver side. ---- */
 
-static uint8_t *gpa_ptr(struct drv *d, uint64_t gpa, uint64_t len)
-{
-    uint8_t *p = guest_mem_ptr(&d->mem, gpa, len);
-    assert_non_null(p);
-    return p;
-}
-
-static void put16(struct drv *d, uint64_t gpa, uint16_t v)
-{
-    v = htole16(v);
-    memcpy(gpa_ptr(d, gpa, 2), &v, 2);
-}
-
-static uint16_t get16(struct drv *d, uint64_t gpa)
-{
-    uint16_t v;
-    memcpy(&v, gpa_ptr(d, gpa, 2), 2);
-    return le16toh(v);
-}
-
-static uint32_t get32(struct drv *d, uint64_t gpa)
-{
-    uint32_t v;
-    memcpy(&v, gpa_ptr(d, gpa, 4), 4);
-    return le32toh(v);
-}
+static uint8_t *gpa_ptr(struct drv *d, uint64_t gpa, uint64_t len) { return fake_ptr(&d->mem, gpa, len); }
+static void put16(struct drv *d, uint64_t gpa, uint16_t v) { fake_put16(&d->mem, gpa, v); }
+static uint16_t get16(struct drv *d, uint64_t gpa) { return fake_get16(&d->mem, gpa); }
+static uint32_t get32(struct drv *d, uint64_t gpa) { return fake_get32(&d->mem, gpa); }
 
 static void set_desc_at(struct drv *d, uint64_t table, uint32_t i, uint64_t addr, uint32_t len,
                         uint16_t flags, uint16_t next)
 {
-    uint8_t raw[16];
-    uint64_t a = htole64(addr);
-    uint32_t l = htole32(len);
-    uint16_t f = htole16(flags), n = htole16(next);
-    memcpy(raw, &a, 8);
-    memcpy(raw + 8, &l, 4);
-    memcpy(raw + 12, &f, 2);
-    memcpy(raw + 14, &n, 2);
-    memcpy(gpa_ptr(d, table + 16ULL * i, 16), raw, 16);
+    fake_set_desc(&d->mem, table, i, addr, len, flags, next);
 }
 
 static void set_desc(struct drv *d, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,

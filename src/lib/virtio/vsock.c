@@ -35,6 +35,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,6 +76,8 @@ enum vsock_op {
 #define VSOCK_LINE_MAX 32
 /* Room in sun_path for "_<port>". */
 #define VSOCK_PORT_SUFFIX 12
+/* How long a Unix socket client may take over its line, and the guest over its answer. */
+#define VSOCK_HANDSHAKE_MS 3000
 
 struct vsock_hdr {
     uint64_t src_cid, dst_cid;
@@ -143,6 +146,7 @@ struct vsock_conn {
     uint32_t tx_cnt;               /* bytes sent to the guest */
     uint32_t peer_buf_alloc, peer_fwd_cnt;
     /* The handshake line. */
+    uint64_t deadline_ms; /* a Unix socket client is dropped then unless connected; 0: none */
     unsigned line_len;
     char line[VSOCK_LINE_MAX];
 };
@@ -158,6 +162,8 @@ struct virtio_vsock {
     char *uds_path;
     int listen_fd;
     int wake_fd; /* connect and shutdown requests for the I/O thread */
+    int timer_fd; /* ticks while Unix socket clients wait (deadline_ms) */
+    bool timer_armed;
 
     bool active; /* DRIVER_OK seen since the last reset */
     bool broken; /* the driver broke the ring protocol; idle until reset */
@@ -447,7 +453,8 @@ static void watch(struct virtio_vsock *v, struct vsock_conn *c)
         doom_conn(v, c, -ENOMEM); /* a RST the guest may not expect is harmless */
 }
 
-/* Guest data is done and nothing more will come: both directions finished? Then reset. */
+/* Once guest data is flushed: passes on the guest's SHUTDOWN SEND, and resets the connection
+ * when both directions are done. */
 static void maybe_finish(struct virtio_vsock *v, struct vsock_conn *c)
 {
     if (c->state != CONN_CONNECTED || c->buf_len)
@@ -511,6 +518,32 @@ static bool flush_buf(struct virtio_vsock *v, struct vsock_conn *c)
 }
 
 
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* A tick every half second while some client has a deadline: coarse, and idle otherwise. */
+static void arm_timer(struct virtio_vsock *v, bool on)
+{
+    if (v->timer_armed == on || v->timer_fd < 0)
+        return;
+    struct itimerspec spec = {0};
+    if (on)
+        spec.it_interval.tv_nsec = spec.it_value.tv_nsec = 500000000L;
+    if (timerfd_settime(v->timer_fd, 0, &spec, NULL) == 0)
+        v->timer_armed = on;
+}
+
+/* A client that connected gets VSOCK_HANDSHAKE_MS for its line, and again for the guest. */
+static void set_deadline(struct virtio_vsock *v, struct vsock_conn *c)
+{
+    c->deadline_ms = now_ms() + VSOCK_HANDSHAKE_MS;
+    arm_timer(v, true);
+}
+
 static bool parse_connect_line(const char *line, uint32_t *port)
 {
     static const char prefix[] = "CONNECT ";
@@ -565,6 +598,7 @@ static void handshake_read(struct virtio_vsock *v, struct vsock_conn *c)
     c->guest_port = port;
     c->state = CONN_REQUESTING;
     c->pending = PEND_REQUEST;
+    set_deadline(v, c);
     watch(v, c); /* nothing is relayed until the guest accepts */
 }
 
@@ -786,6 +820,8 @@ static void guest_data(struct virtio_vsock *v, struct vsock_conn *c, const struc
         doom_conn(v, c, 0);
         return;
     }
+    if (len == 0)
+        return;
     c->rx_cnt += len;
     size_t done = 0;
     if (!c->buf_len) {
@@ -834,13 +870,14 @@ static void accepted(struct virtio_vsock *v, struct vsock_conn *c)
         c->req = NULL;
         if (!finish_request(v, req, 0))
             doom_conn(v, c, 0); /* the caller gave up: its end is closed */
-        return;
+    } else {
+        char ok[24];
+        int len = snprintf(ok, sizeof(ok), "OK %u\n", c->host_port);
+        /* The client's socket is empty at this point, so a short write means it is gone. */
+        if (send(c->fd, ok, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) != len)
+            doom_conn(v, c, 0);
     }
-    char ok[24];
-    int len = snprintf(ok, sizeof(ok), "OK %u\n", c->host_port);
-    /* The client's socket is empty at this point, so a short write means it is gone. */
-    if (send(c->fd, ok, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT) != len)
-        doom_conn(v, c, 0);
+    watch(v, c); /* relaying starts */
 }
 
 static bool is_shut(struct virtio_vsock *v)
@@ -986,24 +1023,25 @@ static void transmit(struct virtio_vsock *v)
 
 /* ---- Requests from other threads. ---- */
 
-/* The next request the I/O thread has not seen, now held by it; NULL when none. */
+/* The next live request the I/O thread has not seen, now held by it; NULL when none. Ones
+ * that were answered (reset, shutdown) or given up before it looked are let go at once. */
 static struct vsock_request *take_request(struct virtio_vsock *v)
 {
-    pthread_mutex_lock(&v->lock);
-    struct vsock_request *req = v->requests;
-    while (req && req->holder != REQ_NEW)
-        req = req->next;
-    bool dead = false;
-    if (req) {
-        req->holder = REQ_IO;
-        dead = req->done || req->cancelled;
+    for (;;) {
+        pthread_mutex_lock(&v->lock);
+        struct vsock_request *req = v->requests;
+        while (req && req->holder != REQ_NEW)
+            req = req->next;
+        bool dead = false;
+        if (req) {
+            req->holder = REQ_IO;
+            dead = req->done || req->cancelled;
+        }
+        pthread_mutex_unlock(&v->lock);
+        if (!dead)
+            return req;
+        finish_request(v, req, 0); /* keeps the result already set */
     }
-    pthread_mutex_unlock(&v->lock);
-    if (dead) {
-        finish_request(v, req, 0); /* the result was set already, or nobody waits */
-        return take_request(v);
-    }
-    return req;
 }
 
 static void start_request(struct virtio_vsock *v, struct vsock_request *req)
@@ -1065,10 +1103,37 @@ static void wake(struct virtio_vsock *v)
 
 /* ---- The Unix socket endpoint. ---- */
 
-static void on_accept(void *opaque, uint32_t events)
+static void on_timer(void *opaque, uint32_t events)
 {
     struct virtio_vsock *v = opaque;
     (void)events;
+    uint64_t ticks;
+    if (read(v->timer_fd, &ticks, sizeof(ticks)) < 0) {
+        /* spurious */
+    }
+    uint64_t now = now_ms();
+    bool waiting = false;
+    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+        struct vsock_conn *c = v->conns[i];
+        bool pending = c && c->deadline_ms &&
+                       (c->state == CONN_HANDSHAKE || c->state == CONN_REQUESTING);
+        if (pending && now >= c->deadline_ms)
+            reset_conn(v, c, 0);
+        else
+            waiting |= pending;
+    }
+    arm_timer(v, waiting);
+    deliver(v);
+}
+
+static void on_accept(void *opaque, uint32_t events)
+{
+    struct virtio_vsock *v = opaque;
+    if (events & (EPOLLHUP | EPOLLERR)) {
+        /* virtio_vsock_shutdown(): the socket hangs up for ever (and refuses clients). */
+        io_loop_remove(v->loop, v->listen_fd);
+        return;
+    }
     /* A bounded batch: a flood of clients cannot keep the I/O thread here. */
     for (int i = 0; i < 16; i++) {
         int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1078,9 +1143,15 @@ static void on_accept(void *opaque, uint32_t events)
                 io_loop_remove(v->loop, v->listen_fd); /* shut down: stop listening */
             return;
         }
-        struct vsock_conn *c = is_shut(v) ? (close(fd), NULL) : add_conn(v, fd, CONN_HANDSHAKE);
-        if (c)
+        if (is_shut(v)) {
+            close(fd);
+            continue;
+        }
+        struct vsock_conn *c = add_conn(v, fd, CONN_HANDSHAKE); /* closes fd when full */
+        if (c) {
+            set_deadline(v, c);
             watch(v, c);
+        }
     }
 }
 
@@ -1184,6 +1255,10 @@ static void vsock_destroy(struct virtio_device *dev)
     }
     if (v->uds_path)
         unlink(v->uds_path);
+    if (v->timer_fd >= 0) {
+        io_loop_remove(v->loop, v->timer_fd);
+        close(v->timer_fd);
+    }
     if (v->wake_fd >= 0) {
         io_loop_remove(v->loop, v->wake_fd);
         close(v->wake_fd);
@@ -1226,6 +1301,7 @@ static struct virtio_vsock *alloc_vsock(uint64_t guest_cid, struct io_loop *loop
     pthread_cond_init(&v->done_cond, &attr);
     pthread_condattr_destroy(&attr);
     v->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    v->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     return v;
 }
 
@@ -1242,7 +1318,10 @@ struct virtio_device *virtio_vsock_new(uint64_t guest_cid, const char *uds_path,
         snprintf(err, err_len, "vsock: out of memory");
         return NULL;
     }
-    int r = v->wake_fd < 0 ? -errno : io_loop_add(loop, v->wake_fd, EPOLLIN, on_wake, v);
+    int r = v->wake_fd < 0 || v->timer_fd < 0 ? -errno
+                                              : io_loop_add(loop, v->wake_fd, EPOLLIN, on_wake, v);
+    if (r == 0)
+        r = io_loop_add(loop, v->timer_fd, EPOLLIN, on_timer, v);
     if (r < 0)
         snprintf(err, err_len, "vsock: %s", strerror(-r));
     if (r == 0 && uds_path)

@@ -1,0 +1,110 @@
+#include "fake_driver.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include <endian.h>
+#include <string.h>
+
+static void t_signal_used(void *t, unsigned index)
+{
+    assert_true(index < FAKE_MAX_QUEUES);
+    ((struct fake_transport *)t)->signals[index]++;
+}
+
+static void t_signal_config(void *t) { (void)t; }
+static void t_needs_reset(void *t) { ((struct fake_transport *)t)->needs_reset++; }
+
+const struct virtio_transport_ops fake_transport_ops = {
+    .signal_used = t_signal_used,
+    .signal_config = t_signal_config,
+    .needs_reset = t_needs_reset,
+};
+
+uint8_t *fake_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+    uint8_t *p = guest_mem_ptr(mem, gpa, len);
+    assert_non_null(p);
+    return p;
+}
+
+void fake_put16(const struct guest_mem *mem, uint64_t gpa, uint16_t v)
+{
+    v = htole16(v);
+    memcpy(fake_ptr(mem, gpa, 2), &v, 2);
+}
+
+uint16_t fake_get16(const struct guest_mem *mem, uint64_t gpa)
+{
+    uint16_t v;
+    memcpy(&v, fake_ptr(mem, gpa, 2), 2);
+    return le16toh(v);
+}
+
+uint32_t fake_get32(const struct guest_mem *mem, uint64_t gpa)
+{
+    uint32_t v;
+    memcpy(&v, fake_ptr(mem, gpa, 4), 4);
+    return le32toh(v);
+}
+
+void fake_set_desc(const struct guest_mem *mem, uint64_t table, uint32_t i, uint64_t addr,
+                   uint32_t len, uint16_t flags, uint16_t next)
+{
+    uint8_t raw[16];
+    uint64_t a = htole64(addr);
+    uint32_t l = htole32(len);
+    uint16_t f = htole16(flags), n = htole16(next);
+    memcpy(raw, &a, 8);
+    memcpy(raw + 8, &l, 4);
+    memcpy(raw + 12, &f, 2);
+    memcpy(raw + 14, &n, 2);
+    memcpy(fake_ptr(mem, table + 16ULL * i, 16), raw, 16);
+}
+
+void fake_ring_init(struct fake_ring *r, const struct guest_mem *mem, uint16_t size, uint64_t desc)
+{
+    uint64_t avail = desc + 16ULL * size;
+    *r = (struct fake_ring){
+        .mem = mem,
+        .size = size,
+        .desc = desc,
+        .avail = avail,
+        .used = (avail + 6 + 2ULL * size + 0xfff) & ~0xfffULL,
+    };
+}
+
+void fake_add_head(struct fake_ring *r, uint16_t head)
+{
+    fake_put16(r->mem, r->avail + 4 + 2 * (r->avail_idx % r->size), head);
+    r->avail_idx++;
+    fake_put16(r->mem, r->avail + 2, r->avail_idx);
+}
+
+uint16_t fake_post(struct fake_ring *r, const struct fake_buf *bufs, unsigned n)
+{
+    uint16_t head = r->next_desc;
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t idx = (uint16_t)((head + i) % r->size);
+        uint16_t flags = (bufs[i].write ? 2 : 0) | (i + 1 < n ? 1 : 0); /* WRITE, NEXT */
+        fake_set_desc(r->mem, r->desc, idx, bufs[i].gpa, bufs[i].len, flags,
+                      (uint16_t)((idx + 1) % r->size));
+    }
+    r->next_desc = (uint16_t)((head + n) % r->size);
+    fake_add_head(r, head);
+    return head;
+}
+
+uint16_t fake_used_idx(const struct fake_ring *r) { return fake_get16(r->mem, r->used + 2); }
+
+uint32_t fake_used_id(const struct fake_ring *r, uint16_t slot)
+{
+    return fake_get32(r->mem, r->used + 4 + 8ULL * (slot % r->size));
+}
+
+uint32_t fake_used_len(const struct fake_ring *r, uint16_t slot)
+{
+    return fake_get32(r->mem, r->used + 8 + 8ULL * (slot % r->size));
+}
