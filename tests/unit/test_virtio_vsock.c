@@ -474,6 +474,15 @@ static void fill_pattern(uint8_t *p, size_t len, unsigned seed)
         p[i] = (uint8_t)(i * 7 + i / 251 + seed);
 }
 
+/* Guest port 5000 sends total bytes of a pattern (left in sent) in chunks of `chunk`. */
+static void guest_send_pattern(struct bench *b, uint32_t host_port, uint8_t *sent, size_t total,
+                               uint32_t chunk)
+{
+    fill_pattern(sent, total, (unsigned)total);
+    for (size_t off = 0; off < total; off += chunk)
+        send_data(b, 5000, host_port, sent + off, chunk);
+}
+
 static int listen_port(struct bench *b, int slot, uint32_t port)
 {
     struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -679,9 +688,7 @@ static void test_guest_to_host_bulk(void **state)
     uint32_t host_port;
     int fd = connect_pair(b, 5000, 1 << 20, &host_port);
     static uint8_t sent[TOTAL], got[TOTAL];
-    fill_pattern(sent, TOTAL, 3);
-    for (size_t off = 0; off < TOTAL; off += CHUNK)
-        send_data(b, 5000, host_port, sent + off, CHUNK);
+    guest_send_pattern(b, host_port, sent, TOTAL, CHUNK);
     host_read_exact(fd, got, TOTAL);
     assert_memory_equal(got, sent, TOTAL);
     /* The host drained more than half the window: a credit update tells the guest. */
@@ -1010,9 +1017,7 @@ static void test_guest_shutdown_after_buffered_data(void **state)
     uint32_t host_port;
     int fd = connect_pair(b, 5000, 1 << 20, &host_port);
     static uint8_t sent[TOTAL], got[TOTAL];
-    fill_pattern(sent, TOTAL, 5);
-    for (size_t off = 0; off < TOTAL; off += CHUNK)
-        send_data(b, 5000, host_port, sent + off, CHUNK);
+    guest_send_pattern(b, host_port, sent, TOTAL, CHUNK);
     struct hdr h = guest_hdr(SHUTDOWN, 5000, host_port);
     h.flags = 2;
     send_raw(b, &h, NULL, 0);

@@ -125,6 +125,7 @@ struct virtio_vsock;
 
 struct vsock_conn {
     struct virtio_vsock *v; /* for the loop's handler */
+    unsigned slot;          /* in v->conns */
     enum conn_state state;
     int fd;
     uint32_t guest_port, host_port;
@@ -168,6 +169,8 @@ struct virtio_vsock {
     bool active; /* DRIVER_OK seen since the last reset */
     bool broken; /* the driver broke the ring protocol; idle until reset */
     struct vsock_conn *conns[VSOCK_MAX_CONNS];
+    unsigned nslots; /* 1 + the highest slot in use: scans stop there */
+    unsigned nconns;
     unsigned rr;            /* round robin: the slot to serve first */
     uint32_t next_host_port;
     struct orphan_rst orphans[VSOCK_ORPHAN_RSTS];
@@ -310,7 +313,7 @@ static bool finish_request(struct virtio_vsock *v, struct vsock_request *req, in
 static struct vsock_conn *find_conn(struct virtio_vsock *v, uint32_t guest_port,
                                     uint32_t host_port)
 {
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+    for (unsigned i = 0; i < v->nslots; i++) {
         struct vsock_conn *c = v->conns[i];
         if (c && c->state != CONN_HANDSHAKE && c->guest_port == guest_port &&
             c->host_port == host_port)
@@ -321,7 +324,7 @@ static struct vsock_conn *find_conn(struct virtio_vsock *v, uint32_t guest_port,
 
 static bool host_port_used(struct virtio_vsock *v, uint32_t port)
 {
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
+    for (unsigned i = 0; i < v->nslots; i++)
         if (v->conns[i] && v->conns[i]->state != CONN_HANDSHAKE && v->conns[i]->host_port == port)
             return true;
     return false;
@@ -354,10 +357,14 @@ static struct vsock_conn *add_conn(struct virtio_vsock *v, int fd, enum conn_sta
         return NULL;
     }
     c->v = v;
+    c->slot = slot;
     c->state = state;
     c->fd = fd;
     pthread_mutex_lock(&v->lock);
     v->conns[slot] = c;
+    if (slot >= v->nslots)
+        v->nslots = slot + 1;
+    v->nconns++;
     pthread_mutex_unlock(&v->lock);
     return c;
 }
@@ -385,9 +392,10 @@ static void free_conn(struct virtio_vsock *v, struct vsock_conn *c, int result)
         finish_request(v, c->req, result);
     close_host_end(v, c);
     pthread_mutex_lock(&v->lock);
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
-        if (v->conns[i] == c)
-            v->conns[i] = NULL;
+    v->conns[c->slot] = NULL;
+    v->nconns--;
+    while (v->nslots && !v->conns[v->nslots - 1])
+        v->nslots--;
     pthread_mutex_unlock(&v->lock);
     free(c);
 }
@@ -771,10 +779,10 @@ static void send_orphan_rst(struct virtio_vsock *v)
 /* The next connection with something for the guest, taking turns. */
 static struct vsock_conn *next_busy(struct virtio_vsock *v)
 {
-    for (unsigned k = 0; k < VSOCK_MAX_CONNS; k++) {
-        unsigned i = (v->rr + k) % VSOCK_MAX_CONNS;
+    for (unsigned k = 0; k < v->nslots; k++) {
+        unsigned i = (v->rr + k) % v->nslots;
         if (v->conns[i] && has_work(v->conns[i])) {
-            v->rr = (i + 1) % VSOCK_MAX_CONNS;
+            v->rr = i + 1;
             return v->conns[i];
         }
     }
@@ -888,14 +896,6 @@ static bool is_shut(struct virtio_vsock *v)
     return shut;
 }
 
-static unsigned conn_count(const struct virtio_vsock *v)
-{
-    unsigned n = 0;
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
-        n += v->conns[i] != NULL;
-    return n;
-}
-
 /* A Unix socket connected to "<uds_path>_<port>", or -1. A Unix stream connect completes or
  * fails at once (EAGAIN when the listener's backlog is full), so non-blocking is enough. */
 static int connect_uds(const struct virtio_vsock *v, uint32_t port)
@@ -914,7 +914,7 @@ static int connect_uds(const struct virtio_vsock *v, uint32_t port)
 static void guest_connect(struct virtio_vsock *v, const struct vsock_hdr *h)
 {
     int fd = -1;
-    if (v->uds_path && conn_count(v) < VSOCK_MAX_CONNS && !is_shut(v))
+    if (v->uds_path && v->nconns < VSOCK_MAX_CONNS && !is_shut(v))
         fd = connect_uds(v, h->dst_port);
     struct vsock_conn *c = fd >= 0 ? add_conn(v, fd, CONN_CONNECTED) : NULL;
     if (!c) {
@@ -1066,7 +1066,7 @@ static void start_request(struct virtio_vsock *v, struct vsock_request *req)
  * guest saw the REQUEST. */
 static void drop_abandoned(struct virtio_vsock *v)
 {
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+    for (unsigned i = 0; i < v->nslots; i++) {
         struct vsock_conn *c = v->conns[i];
         if (!c || !c->req)
             continue;
@@ -1113,7 +1113,7 @@ static void on_timer(void *opaque, uint32_t events)
     }
     uint64_t now = now_ms();
     bool waiting = false;
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+    for (unsigned i = 0; i < v->nslots; i++) {
         struct vsock_conn *c = v->conns[i];
         bool pending = c && c->deadline_ms &&
                        (c->state == CONN_HANDSHAKE || c->state == CONN_REQUESTING);
@@ -1217,7 +1217,7 @@ static void vsock_activate(struct virtio_device *dev)
 static void vsock_reset(struct virtio_device *dev)
 {
     struct virtio_vsock *v = to_vsock(dev);
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
+    for (unsigned i = 0; i < v->nslots; i++)
         if (v->conns[i])
             free_conn(v, v->conns[i], -ENOTCONN);
     pthread_mutex_lock(&v->lock);
@@ -1240,7 +1240,7 @@ static void vsock_reset(struct virtio_device *dev)
 static void vsock_destroy(struct virtio_device *dev)
 {
     struct virtio_vsock *v = to_vsock(dev);
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+    for (unsigned i = 0; i < v->nslots; i++) {
         struct vsock_conn *c = v->conns[i];
         if (c) {
             close_host_end(v, c);
@@ -1406,7 +1406,7 @@ void virtio_vsock_shutdown(struct virtio_device *dev)
     struct virtio_vsock *v = to_vsock(dev);
     pthread_mutex_lock(&v->lock);
     v->shut = true;
-    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
+    for (unsigned i = 0; i < v->nslots; i++)
         if (v->conns[i] && v->conns[i]->fd >= 0)
             shutdown(v->conns[i]->fd, SHUT_RDWR);
     if (v->listen_fd >= 0)
