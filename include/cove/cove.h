@@ -295,9 +295,17 @@ typedef enum cove_exec_state {
     COVE_EXEC_LOST,     /* the connection to the agent broke (the VM ended, the agent died) */
 } cove_exec_state;
 
+/* FAILED: the step of starting the command that failed. */
+typedef enum cove_exec_step {
+    COVE_EXEC_STEP_EXEC,    /* running argv[0]; ENOENT: no such command */
+    COVE_EXEC_STEP_WORKDIR, /* changing to cwd */
+    COVE_EXEC_STEP_USER,    /* switching to uid/gid */
+} cove_exec_step;
+
 typedef struct cove_exec_status {
     cove_exec_state state;
     int code;
+    cove_exec_step step;          /* FAILED only */
     char message[COVE_ERROR_MAX]; /* FAILED and LOST: one line saying why */
 } cove_exec_status;
 

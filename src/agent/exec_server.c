@@ -76,7 +76,8 @@ static int send_failure(struct server *s, uint16_t type, int err, const char *fo
     uint8_t data[AGENT_HEADER_SIZE + 4 + sizeof(message)];
     struct agent_buf buf;
     agent_buf_init(&buf, data, sizeof(data));
-    agent_encode_failure(&buf, type, err, message);
+    struct agent_failure failure = {.err = err, .step = AGENT_STEP_EXEC, .message = message};
+    agent_encode_failure(&buf, type, &failure);
     return send_buf(s, &buf);
 }
 
@@ -108,7 +109,8 @@ static enum exec_server_result reject_stream(struct server *s, int err)
 
 /* ---- the command's process ---- */
 
-enum child_stage { STAGE_IDS, STAGE_CWD, STAGE_EXEC };
+/* The protocol's step numbers, so a child's report goes out as it is. */
+enum child_stage { STAGE_EXEC = AGENT_STEP_EXEC, STAGE_CWD = AGENT_STEP_CWD, STAGE_IDS = AGENT_STEP_IDS };
 
 /* What a child that could not exec writes to the report pipe. */
 struct child_report {
@@ -316,6 +318,18 @@ static void format_failure(const struct child_report *report, const struct comma
         snprintf(buf, len, "cannot execute %.200s: %s", name, strerror(report->err));
 }
 
+static int send_exec_failed(struct server *s, const struct child_report *report,
+                            const char *message)
+{
+    uint8_t data[AGENT_HEADER_SIZE + 8 + AGENT_MAX_MESSAGE + 1];
+    struct agent_buf buf;
+    agent_buf_init(&buf, data, sizeof(data));
+    struct agent_failure failure = {
+        .err = report->err, .step = (uint32_t)report->stage, .message = message};
+    agent_encode_failure(&buf, AGENT_EXEC_FAILED, &failure);
+    return send_buf(s, &buf);
+}
+
 /* Forks the command. Returns 0 when it runs, 1 when it could not start (EXEC_FAILED was
  * sent), or a negative errno. */
 static int spawn(struct exec_session *x, const struct agent_exec_request *request)
@@ -357,7 +371,7 @@ static int spawn(struct exec_session *x, const struct agent_exec_request *reques
     x->pid = -1;
     char message[AGENT_MAX_MESSAGE + 1];
     format_failure(&report, &cmd, message, sizeof(message));
-    send_failure(x->s, AGENT_EXEC_FAILED, report.err, "%s", message);
+    send_exec_failed(x->s, &report, message);
     return 1;
 }
 

@@ -221,7 +221,7 @@ static int exec_outcome(struct command_run *run, const char *name)
     case COVE_EXEC_SIGNALED:
         return EXIT_SIGNAL_BASE + status.code;
     case COVE_EXEC_FAILED:
-        if (status.code == ENOENT) {
+        if (status.step == COVE_EXEC_STEP_EXEC && status.code == ENOENT) {
             fprintf(stderr, "cove: %s: command not found in the guest\n", name);
             return EXIT_EXEC_NOT_FOUND;
         }

@@ -553,6 +553,12 @@ static int await_start(cove_exec *exec, const struct deadline *d, cove_error *er
     if (frame.type == AGENT_STARTED && agent_parse_u32(&frame, &exec->pid) == 0)
         return 0;
     if (frame.type == AGENT_EXEC_FAILED && agent_parse_failure(&frame, &failure) == 0) {
+        static const cove_exec_step steps[] = {
+            [AGENT_STEP_EXEC] = COVE_EXEC_STEP_EXEC,
+            [AGENT_STEP_CWD] = COVE_EXEC_STEP_WORKDIR,
+            [AGENT_STEP_IDS] = COVE_EXEC_STEP_USER,
+        };
+        exec->status.step = steps[failure.step]; /* parse_failure bounds it */
         finish(exec, COVE_EXEC_FAILED, failure.err, failure.message);
         return 0;
     }

@@ -122,12 +122,14 @@ bool agent_encode_exec(struct agent_buf *buf, const struct agent_exec_request *r
     return agent_frame_end(buf, start);
 }
 
-bool agent_encode_failure(struct agent_buf *buf, uint16_t type, int32_t err, const char *message)
+bool agent_encode_failure(struct agent_buf *buf, uint16_t type, const struct agent_failure *failure)
 {
     size_t start = agent_frame_begin(buf, type);
-    agent_put_u32(buf, (uint32_t)err);
-    size_t len = strnlen(message, AGENT_MAX_MESSAGE);
-    agent_put_bytes(buf, message, len);
+    agent_put_u32(buf, (uint32_t)failure->err);
+    if (type == AGENT_EXEC_FAILED)
+        agent_put_u32(buf, failure->step);
+    size_t len = strnlen(failure->message, AGENT_MAX_MESSAGE);
+    agent_put_bytes(buf, failure->message, len);
     agent_put_bytes(buf, "", 1);
     return agent_frame_end(buf, start);
 }
@@ -346,7 +348,10 @@ int agent_parse_failure(const struct agent_frame *frame, struct agent_failure *f
         return -EPROTO;
     struct cursor c = cursor_of(frame);
     failure->err = (int32_t)take_u32(&c);
+    failure->step = frame->type == AGENT_EXEC_FAILED ? take_u32(&c) : AGENT_STEP_EXEC;
     failure->message = take_string(&c, AGENT_MAX_MESSAGE);
+    if (failure->step > AGENT_STEP_IDS)
+        return -EPROTO;
     return cursor_done(&c);
 }
 

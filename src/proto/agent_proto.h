@@ -82,9 +82,15 @@ struct agent_exec_request {
     const char *env[AGENT_MAX_ENV + 1];   /* NULL-terminated */
 };
 
-/* ERROR and EXEC_FAILED: an errno and one line. */
+/* Which step of starting a command failed (EXEC_FAILED). */
+#define AGENT_STEP_EXEC 0u /* execvp: ENOENT means the command was not found */
+#define AGENT_STEP_CWD 1u  /* chdir to the requested working directory */
+#define AGENT_STEP_IDS 2u  /* switching to the requested uid/gid */
+
+/* ERROR and EXEC_FAILED: an errno and one line; EXEC_FAILED also names the step. */
 struct agent_failure {
     int32_t err;
+    uint32_t step; /* AGENT_STEP_*; AGENT_STEP_EXEC for ERROR */
     const char *message;
 };
 
@@ -124,8 +130,8 @@ bool agent_encode_u32(struct agent_buf *buf, uint16_t type, uint32_t value);
 bool agent_encode_data(struct agent_buf *buf, uint16_t type, const void *data, size_t len);
 bool agent_encode_hello(struct agent_buf *buf, const struct agent_hello *hello);
 bool agent_encode_exec(struct agent_buf *buf, const struct agent_exec_request *request);
-/* ERROR or EXEC_FAILED; a longer message is cut at AGENT_MAX_MESSAGE. */
-bool agent_encode_failure(struct agent_buf *buf, uint16_t type, int32_t err, const char *message);
+/* ERROR, or EXEC_FAILED with failure->step; a longer message is cut at AGENT_MAX_MESSAGE. */
+bool agent_encode_failure(struct agent_buf *buf, uint16_t type, const struct agent_failure *failure);
 bool agent_encode_exit(struct agent_buf *buf, const struct agent_exit *exit_status);
 bool agent_encode_winsize(struct agent_buf *buf, uint16_t rows, uint16_t cols);
 bool agent_encode_file(struct agent_buf *buf, uint16_t type, const struct agent_file_request *file);

@@ -57,7 +57,7 @@ static void check_small(const struct agent_frame *frame)
     if (agent_parse_hello(frame, &hello) == 0)
         agent_encode_hello(&buf, &hello);
     else if (agent_parse_failure(frame, &failure) == 0)
-        agent_encode_failure(&buf, frame->type, failure.err, failure.message);
+        agent_encode_failure(&buf, frame->type, &failure);
     else if (agent_parse_exit(frame, &exit_status) == 0)
         agent_encode_exit(&buf, &exit_status);
     else if (agent_parse_file(frame, &file) == 0)

@@ -118,12 +118,28 @@ static void small_messages_round_trip(void **state)
 {
     (void)state;
     struct agent_buf buf = fresh_buf();
-    assert_true(agent_encode_failure(&buf, AGENT_EXEC_FAILED, ENOENT, "command not found: x"));
+    struct agent_failure failed = {.err = ENOENT, .step = AGENT_STEP_CWD, .message = "no dir"};
+    assert_true(agent_encode_failure(&buf, AGENT_EXEC_FAILED, &failed));
     struct agent_frame frame = decode_one(&buf);
     struct agent_failure failure;
     assert_int_equal(agent_parse_failure(&frame, &failure), 0);
     assert_int_equal(failure.err, ENOENT);
-    assert_string_equal(failure.message, "command not found: x");
+    assert_int_equal(failure.step, AGENT_STEP_CWD);
+    assert_string_equal(failure.message, "no dir");
+    /* A step the protocol does not define is malformed. */
+    buf = fresh_buf();
+    failed.step = AGENT_STEP_IDS + 1;
+    assert_true(agent_encode_failure(&buf, AGENT_EXEC_FAILED, &failed));
+    frame = decode_one(&buf);
+    assert_int_equal(agent_parse_failure(&frame, &failure), -EPROTO);
+    /* ERROR carries no step. */
+    buf = fresh_buf();
+    failed.step = AGENT_STEP_CWD;
+    assert_true(agent_encode_failure(&buf, AGENT_ERROR, &failed));
+    frame = decode_one(&buf);
+    assert_int_equal(agent_parse_failure(&frame, &failure), 0);
+    assert_int_equal(failure.step, AGENT_STEP_EXEC);
+    assert_int_equal(frame.length, 4 + strlen("no dir") + 1);
 
     buf = fresh_buf();
     struct agent_exit exit_in = {.kind = AGENT_EXIT_SIGNAL, .code = 9}, exit_out;
@@ -193,7 +209,8 @@ static void long_failure_message_is_cut(void **state)
     memset(message, 'm', sizeof(message) - 1);
     message[sizeof(message) - 1] = '\0';
     struct agent_buf buf = fresh_buf();
-    assert_true(agent_encode_failure(&buf, AGENT_ERROR, EIO, message));
+    struct agent_failure long_one = {.err = EIO, .message = message};
+    assert_true(agent_encode_failure(&buf, AGENT_ERROR, &long_one));
     struct agent_frame frame = decode_one(&buf);
     struct agent_failure failure;
     assert_int_equal(agent_parse_failure(&frame, &failure), 0);

@@ -363,11 +363,13 @@ static void default_environment(void **state)
     check_script("echo \"$HOME|$PATH\"", 0, "/root|/bin:/sbin:/usr/bin:/usr/sbin\n", "");
 }
 
-static void assert_failed(const cove_exec_status *status, int err, const char *text)
+static void assert_failed(const cove_exec_status *status, cove_exec_step step, int err,
+                          const char *text)
 {
     if (status->state != COVE_EXEC_FAILED)
         fail_msg("state %d code %d: %s", status->state, status->code, status->message);
     assert_int_equal(status->code, err);
+    assert_int_equal(status->step, step);
     if (strstr(status->message, text) == NULL)
         fail_msg("'%s' does not say '%s'", status->message, text);
 }
@@ -381,7 +383,7 @@ static void command_not_found(void **state)
         start_server(&h);
         const char *argv[] = {names[i], NULL};
         cove_exec_status status = run_argv(&h, argv);
-        assert_failed(&status, ENOENT, "command not found");
+        assert_failed(&status, COVE_EXEC_STEP_EXEC, ENOENT, "command not found");
         end_harness(&h);
     }
 }
@@ -398,7 +400,7 @@ static void not_executable(void **state)
     start_server(&h);
     const char *argv[] = {path, NULL};
     cove_exec_status status = run_argv(&h, argv);
-    assert_failed(&status, EACCES, "permission denied");
+    assert_failed(&status, COVE_EXEC_STEP_EXEC, EACCES, "permission denied");
     unlink(path);
     end_harness(&h);
 }
@@ -412,7 +414,7 @@ static void bad_cwd(void **state)
     cove_exec_options options = options_for(argv);
     options.cwd = "/nonexistent/dir";
     cove_exec_status status = run(&h, &options);
-    assert_failed(&status, ENOENT, "directory");
+    assert_failed(&status, COVE_EXEC_STEP_WORKDIR, ENOENT, "directory");
     end_harness(&h);
 }
 
@@ -431,7 +433,7 @@ static void uid_and_gid(void **state)
         assert_exited(&status, 0);
         assert_contents(h.out_fd, "65534 65534\n");
     } else {
-        assert_failed(&status, EPERM, "uid");
+        assert_failed(&status, COVE_EXEC_STEP_USER, EPERM, "uid");
     }
     end_harness(&h);
 }
