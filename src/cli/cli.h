@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <termios.h>
 
 #include <cove/cove.h>
 
@@ -87,5 +88,19 @@ int apply_default_image(cove_config *config, const struct run_options *opts);
 
 /* `cove run ... -- CMD`: boots, runs CMD through cove-agent, returns the exit status. */
 int run_command(cove_config *config, const struct run_options *opts, uint64_t started_ns);
+
+/* The terminal as we found it, restored on every way out. */
+struct terminal {
+    bool saved;
+    struct termios original;
+};
+
+/*
+ * Puts stdin's terminal (if it is one) into raw mode. keep_signals leaves ISIG on, so Ctrl-C
+ * still signals cove (a console boot: it stops the VM); without it Ctrl-C and friends are
+ * bytes for the guest's own terminal (cove run -t).
+ */
+void terminal_raw(struct terminal *term, bool keep_signals);
+void terminal_restore(struct terminal *term);
 
 #endif

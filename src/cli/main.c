@@ -297,31 +297,6 @@ static int report_problems(const cove_config *config)
     return count ? -1 : 0;
 }
 
-/* The terminal as we found it, restored on every way out. */
-struct terminal {
-    bool saved;
-    struct termios original;
-};
-
-static void terminal_raw(struct terminal *term)
-{
-    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &term->original) < 0)
-        return;
-    struct termios raw = term->original;
-    cfmakeraw(&raw);
-    /* Keep ISIG so Ctrl-C still stops the VM, as the user expects of a foreground command. */
-    raw.c_lflag |= ISIG;
-    if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
-        term->saved = true;
-}
-
-static void terminal_restore(struct terminal *term)
-{
-    if (term->saved)
-        tcsetattr(STDIN_FILENO, TCSANOW, &term->original);
-    term->saved = false;
-}
-
 /* Waits for the VM to end, turning SIGINT/SIGTERM/SIGHUP into a forced stop. Returns the
  * signal that stopped it, or 0. */
 static int wait_for_vm(cove_vm *vm, int signal_fd)
@@ -392,7 +367,7 @@ static int run_vm(const cove_config *config, const struct run_options *opts, uin
     }
     struct terminal term = {0};
     if (cove_config_serial_kind(config) == COVE_CONSOLE_STDIO)
-        terminal_raw(&term);
+        terminal_raw(&term, true);
     int status;
     if (cove_vm_start(vm, &error) < 0) {
         terminal_restore(&term);

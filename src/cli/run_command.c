@@ -141,31 +141,6 @@ static void join_starter(struct command_run *run)
     run->starter_running = false;
 }
 
-/* ---- The terminal, for -t ---- */
-
-struct terminal {
-    bool saved;
-    struct termios original;
-};
-
-/* Fully raw: Ctrl-C, Ctrl-Z and friends are bytes for the guest's terminal to interpret. */
-static void terminal_raw(struct terminal *term)
-{
-    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &term->original) < 0)
-        return;
-    struct termios raw = term->original;
-    cfmakeraw(&raw);
-    if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
-        term->saved = true;
-}
-
-static void terminal_restore(struct terminal *term)
-{
-    if (term->saved)
-        tcsetattr(STDIN_FILENO, TCSANOW, &term->original);
-    term->saved = false;
-}
-
 /* ---- Outcomes ---- */
 
 /* Shows the end of the guest's console: what a user needs when the guest failed. */
@@ -351,7 +326,7 @@ static int boot_and_run(struct command_run *run, const cove_config *config,
     }
     struct terminal term = {0};
     if (opts->tty)
-        terminal_raw(&term);
+        terminal_raw(&term, false);
     int status;
     if (cove_vm_start(run->vm, &error) < 0) {
         fprintf(stderr, "cove: %s\n", error.message);

@@ -1,0 +1,23 @@
+/* The host terminal while a guest uses it. */
+#include "cli.h"
+
+#include <unistd.h>
+
+void terminal_raw(struct terminal *term, bool keep_signals)
+{
+    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &term->original) < 0)
+        return;
+    struct termios raw = term->original;
+    cfmakeraw(&raw);
+    if (keep_signals)
+        raw.c_lflag |= ISIG;
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0)
+        term->saved = true;
+}
+
+void terminal_restore(struct terminal *term)
+{
+    if (term->saved)
+        tcsetattr(STDIN_FILENO, TCSANOW, &term->original);
+    term->saved = false;
+}
