@@ -38,12 +38,14 @@ struct command_run {
     const char **env; /* exec_options.env: opts->env plus a NULL */
     int console_fd;   /* the guest's console log, or -1 when the user chose --serial */
 
-    /* The starter thread's result: exec, or start_error when it is NULL. */
+    /* The starter thread's result, the main thread's once it joined it: started, or
+     * start_error when that is NULL. exec is NULL until then. */
     pthread_t starter;
     bool starter_running;
     int started_fd; /* eventfd: the starter is done */
-    cove_exec *exec;
+    cove_exec *started;
     cove_error start_error;
+    cove_exec *exec;
 
     int signal_fd;
     int timer_fd; /* -1 without --timeout */
@@ -126,7 +128,7 @@ static int open_timer(uint64_t timeout_ms)
 static void *starter_thread(void *arg)
 {
     struct command_run *run = arg;
-    run->exec = cove_vm_exec(run->vm, &run->exec_options, AGENT_TIMEOUT_MS, &run->start_error);
+    run->started = cove_vm_exec(run->vm, &run->exec_options, AGENT_TIMEOUT_MS, &run->start_error);
     uint64_t one = 1;
     if (write(run->started_fd, &one, sizeof(one)) < 0) {
         /* an eventfd write only fails on overflow */
@@ -136,9 +138,11 @@ static void *starter_thread(void *arg)
 
 static void join_starter(struct command_run *run)
 {
-    if (run->starter_running)
-        pthread_join(run->starter, NULL);
+    if (!run->starter_running)
+        return;
+    pthread_join(run->starter, NULL);
     run->starter_running = false;
+    run->exec = run->started;
 }
 
 /* ---- Outcomes ---- */
@@ -267,7 +271,8 @@ static int supervise(struct command_run *run, const struct run_options *opts)
         struct pollfd fds[3] = {
             {.fd = run->signal_fd, .events = POLLIN},
             {.fd = run->timer_fd, .events = POLLIN},
-            {.fd = run->exec ? cove_exec_fd(run->exec) : run->started_fd, .events = POLLIN},
+            {.fd = run->starter_running ? run->started_fd : cove_exec_fd(run->exec),
+             .events = POLLIN},
         };
         if (poll(fds, 3, -1) < 0 && errno != EINTR)
             return EXIT_EXEC_COVE_FAILED;
@@ -277,7 +282,7 @@ static int supervise(struct command_run *run, const struct run_options *opts)
             handle_timeout(run, opts);
         if (!(fds[2].revents & POLLIN))
             continue;
-        if (!run->exec) {
+        if (run->starter_running) {
             join_starter(run);
             if (!run->exec && !run->timed_out && !run->stopped_by)
                 status = start_failed(run);
