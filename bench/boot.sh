@@ -44,6 +44,8 @@ set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+th_name=boot.sh
+. "$here/testhost-lib.sh"
 
 iterations=12
 interval=2000
@@ -90,17 +92,10 @@ echo "boot.sh: building cove, cove-agent and the guest initramfs"
 ninja -C "$root/build" > /dev/null || die "ninja -C build failed (run meson setup build first?)"
 cove=$root/build/src/cli/cove
 initrd=$root/build/guest/initramfs.cpio.gz
-# Wait for a kernel build already under way rather than starting a second one.
-waited=0
-while pgrep -f 'build-kernel\.sh' > /dev/null 2>&1; do
-    [ "$waited" -eq 0 ] && echo "boot.sh: waiting for a running build-kernel.sh"
-    waited=$((waited + 10))
-    [ "$waited" -lt 3600 ] || die "build-kernel.sh still running after an hour"
-    sleep 10
-done
-kernel_dir=$("$root/guest/build-kernel.sh") || die "guest/build-kernel.sh failed"
+# Waits for a kernel build already under way rather than starting a second one.
+th_kernel
+kernel_dir=$th_kernel_dir
 kernel=$kernel_dir/bzImage
-[ -f "$kernel" ] || die "no bzImage in $kernel_dir"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cove-bench.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
@@ -132,11 +127,7 @@ cp "$guest_kernel" "$overlay/bench/guest/$kernel_file"
 cp "$initrd" "$overlay/bench/guest/initramfs.cpio.gz"
 # Dynamically linked programs travel with the libraries ldd lists, at the same paths.
 carry() {
-    for lib in $(ldd "$1" 2>/dev/null | grep -o '/[^ ]*'); do
-        [ -e "$overlay$lib" ] && continue
-        mkdir -p "$overlay${lib%/*}"
-        cp -L "$lib" "$overlay$lib"
-    done
+    th_carry "$overlay" "$1"
 }
 carry "$cove"
 if [ "$profile" = 1 ]; then
@@ -148,12 +139,7 @@ if [ "$profile" = 1 ]; then
         carry "$(command -v strace)"
     fi
 fi
-cp "$qemu" "$overlay/usr/bin/qemu-system-x86_64"
-carry "$qemu"
-# microvm's firmware (qboot) and the option ROMs QEMU may look for when loading a kernel.
-for rom in bios-microvm.bin qboot.rom linuxboot_dma.bin linuxboot.bin pvh.bin; do
-    [ -e "/usr/share/qemu/$rom" ] && cp -L "/usr/share/qemu/$rom" "$overlay/usr/share/qemu/$rom"
-done
+th_add_qemu "$overlay"
 cat > "$overlay/bench/params" <<EOF
 ITERATIONS=$iterations
 INTERVAL_US=$interval
@@ -165,20 +151,17 @@ CMDLINE='console=ttyS0 quiet panic=-1 -- poweroff -f'
 VMMS='$vmms'
 PROFILE=$profile
 EOF
-"$root/guest/build-initramfs.sh" --init "$here/testhost-init.sh" --overlay "$overlay" \
-    --output "$tmp/testhost.cpio.gz" || die "building the test host initramfs failed"
+th_initramfs "$here/testhost-init.sh" "$overlay" "$tmp/testhost.cpio.gz"
 rm -rf "$overlay"
 
 # ---- One test host session ----
 started=$(date +%s)
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-overall=${BENCH_TIMEOUT:-3600}
+th_timeout=${BENCH_TIMEOUT:-3600}
 echo "boot.sh: booting the test host ($iterations iterations + 1 warm-up of: $vmms; serial log: $log)"
-{ timeout "$overall" qemu-system-x86_64 -M q35 -accel tcg,thread=multi -cpu max \
-    -smp 2 -m 3072 -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-    -kernel "$kernel" -initrd "$tmp/testhost.cpio.gz" \
-    -append "console=ttyS0 panic=-1 quiet" < /dev/null 2>&1
-  echo "$?" > "$tmp/qemu.status"
+{ status=0
+  th_boot "$kernel" "$tmp/testhost.cpio.gz" || status=$?
+  echo "$status" > "$tmp/qemu.status"
 } | tee "$log" | awk '
 function field(name,    i, kv) {
     for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] }
