@@ -14,6 +14,7 @@ packages=(
     busybox-static                                 # the default guest userspace
     e2fsprogs                                      # disk images for the tests (mke2fs -d, debugfs)
     qemu-system-x86                                # the nested test host and the benchmarks' reference
+    fio                                            # the disk benchmark (bench/disk.sh)
 )
 missing=()
 for p in "${packages[@]}"; do
