@@ -117,6 +117,29 @@ int cove_config_add_disk(cove_config *config, const char *path, const cove_disk_
 void cove_config_set_entropy(cove_config *config, bool enabled);
 
 /*
+ * Directory sharing: host directories the guest mounts with virtio-fs
+ * (mount -t virtiofs TAG /mnt), served by libcove itself. Every path the guest walks is
+ * confined to the directory; a read-only share refuses every change with EROFS.
+ */
+
+/* The most shares a VM may have; cove_config_validate reports more. */
+#define COVE_SHARE_MAX 8
+/* The longest tag, in bytes (virtio-fs's tag field). */
+#define COVE_SHARE_TAG_MAX 36
+
+/*
+ * Shares host_dir under tag. Both are copied. Returns the share's index, -EINVAL for a NULL
+ * or empty tag or directory, or -ENOMEM. Only cove_config_validate looks at the directory.
+ */
+int cove_config_add_share(cove_config *config, const char *tag, const char *host_dir,
+                          bool read_only);
+size_t cove_config_share_count(const cove_config *config);
+/* Share index: returns its tag and fills *host_dir and *read_only (either may be NULL), or
+ * NULL when there is no such share. The strings last until the configuration is freed. */
+const char *cove_config_share(const cove_config *config, size_t index, const char **host_dir,
+                              bool *read_only);
+
+/*
  * Sockets: a virtio-vsock device, stream sockets between host and guest (AF_VSOCK in the
  * guest, which reaches the host at COVE_VSOCK_HOST_CID). Off by default; cove_vm_exec needs it.
  *

@@ -69,6 +69,7 @@ void cove_config_free(cove_config *config)
     free(config->serial_path);
     free(config->vsock_path);
     free_disks(config);
+    config_free_shares(config);
     free(config);
 }
 
@@ -286,7 +287,9 @@ cove_config *cove_config_copy(const cove_config *config)
     /* Cleared first so a failure half way frees only what this copy owns. */
     copy->kernel_path = copy->initrd_path = copy->cmdline = copy->serial_path = NULL;
     copy->vsock_path = NULL;
-    if (copy_disks(copy, config) ||
+    copy->shares = NULL;
+    copy->share_count = 0;
+    if (copy_disks(copy, config) || config_copy_shares(copy, config) ||
         replace_string(&copy->kernel_path, config->kernel_path) ||
         replace_string(&copy->initrd_path, config->initrd_path) ||
         replace_string(&copy->cmdline, config->cmdline) ||
@@ -721,6 +724,11 @@ static void check_disks(struct report *r, const cove_config *config)
     free(ids);
 }
 
+static void add_share_problem(void *report, const char *message)
+{
+    add_problem(report, "%s", message);
+}
+
 /* The socket is bound at VM start; like Firecracker, cove never replaces an existing file. */
 static void check_vsock(struct report *r, const cove_config *config)
 {
@@ -766,6 +774,7 @@ size_t cove_config_validate(const cove_config *config, cove_problems *problems)
     check_console_device(&r, config->console_device);
     check_disks(&r, config);
     check_vsock(&r, config);
+    config_check_shares(config, add_share_problem, &r);
     return r.found;
 }
 

@@ -16,6 +16,13 @@
 /* Cove's own ceiling on guest RAM, whatever the host has. */
 #define COVE_MEMORY_CAP (UINT64_C(1) << 40)
 
+/* One directory as cove_config_add_share recorded it. */
+struct cove_share_config {
+    char *tag;
+    char *host_dir;
+    bool read_only;
+};
+
 /* One disk as cove_config_add_disk recorded it. */
 struct cove_disk_config {
     char *path;
@@ -47,6 +54,9 @@ struct cove_config {
 
     bool entropy; /* a virtio-rng device */
 
+    struct cove_share_config *shares; /* in the order added */
+    size_t share_count;
+
     bool vsock;          /* a virtio-vsock device */
     uint64_t vsock_cid;  /* the guest's CID */
     char *vsock_path;    /* NULL: no Unix socket endpoint for other host programs */
@@ -57,5 +67,12 @@ struct cove_config {
 
 /* A deep copy (every string duplicated), or NULL when out of memory. */
 cove_config *cove_config_copy(const cove_config *config);
+
+/* config_share.c: the shares' part of freeing, copying (copy's shares are still config's on
+ * entry; 0 or -ENOMEM) and validating (problems through add_share_problem). */
+void config_free_shares(cove_config *config);
+int config_copy_shares(cove_config *copy, const cove_config *config);
+typedef void (*config_problem_fn)(void *report, const char *message);
+void config_check_shares(const cove_config *config, config_problem_fn problem, void *report);
 
 #endif

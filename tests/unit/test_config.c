@@ -954,6 +954,79 @@ static void test_vsock(void **state)
     cove_config_free(c);
 }
 
+static void test_shares(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    char msg[512];
+    const char *dir = NULL;
+    bool ro = true;
+
+    assert_int_equal(cove_config_share_count(c), 0);
+    assert_null(cove_config_share(c, 0, &dir, &ro));
+    assert_int_equal(mkdir(path_of(s, "src"), 0700), 0);
+    assert_int_equal(mkdir(path_of(s, "cache"), 0700), 0);
+    assert_int_equal(cove_config_add_share(c, "job", path_of(s, "src"), false), 0);
+    assert_int_equal(cove_config_add_share(c, "cache", path_of(s, "cache"), true), 1);
+    assert_int_equal(cove_config_share_count(c), 2);
+    assert_string_equal(cove_config_share(c, 1, &dir, &ro), "cache");
+    assert_string_equal(dir, path_of(s, "cache"));
+    assert_true(ro);
+    assert_string_equal(cove_config_share(c, 0, NULL, &ro), "job");
+    assert_false(ro);
+    expect_valid(c);
+
+    assert_int_equal(cove_config_add_share(c, "", path_of(s, "src"), false), -EINVAL);
+    assert_int_equal(cove_config_add_share(c, "x", "", false), -EINVAL);
+    assert_int_equal(cove_config_add_share(c, NULL, path_of(s, "src"), false), -EINVAL);
+
+    /* A deep copy: freeing the original leaves the copy's shares intact. */
+    cove_config *copy = cove_config_copy(c);
+    cove_config_free(c);
+    assert_int_equal(cove_config_share_count(copy), 2);
+    assert_string_equal(cove_config_share(copy, 0, &dir, NULL), "job");
+    assert_string_equal(dir, path_of(s, "src"));
+    expect_valid(copy);
+    cove_config_free(copy);
+
+    c = valid_config(s);
+    cove_config_add_share(c, "missing", path_of(s, "no-such-dir"), false);
+    snprintf(msg, sizeof(msg), "share 'missing': directory '%s': No such file or directory",
+             path_of(s, "no-such-dir"));
+    expect_one(c, msg);
+    cove_config_free(c);
+
+    c = valid_config(s);
+    write_file(s, "file", "x", 1);
+    cove_config_add_share(c, "file", path_of(s, "file"), true);
+    snprintf(msg, sizeof(msg), "share 'file': '%s' is not a directory", path_of(s, "file"));
+    expect_one(c, msg);
+    cove_config_free(c);
+
+    c = valid_config(s);
+    cove_config_add_share(c, "job", path_of(s, "src"), false);
+    cove_config_add_share(c, "job", path_of(s, "cache"), true);
+    expect_one(c, "share 'job': tag already used by share 0 (tags must differ)");
+    cove_config_free(c);
+
+    c = valid_config(s);
+    const char *long_tag = "a-tag-of-thirty-seven-bytes-xxxxxxxxx";
+    assert_int_equal(strlen(long_tag), COVE_SHARE_TAG_MAX + 1);
+    cove_config_add_share(c, long_tag, path_of(s, "src"), false);
+    snprintf(msg, sizeof(msg), "share '%s': tag is longer than 36 bytes", long_tag);
+    expect_one(c, msg);
+    cove_config_free(c);
+
+    c = valid_config(s);
+    for (int i = 0; i <= COVE_SHARE_MAX; i++) {
+        char tag[16];
+        snprintf(tag, sizeof(tag), "t%d", i);
+        cove_config_add_share(c, tag, path_of(s, "src"), true);
+    }
+    expect_one(c, "shares: 9 given, at most 8");
+    cove_config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -980,6 +1053,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disk_same_image, setup, teardown),
         cmocka_unit_test_setup_teardown(test_disk_permissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vsock, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_shares, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
