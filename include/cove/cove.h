@@ -301,7 +301,9 @@ typedef struct cove_exec_options {
     uint16_t rows;   /* the tty's initial size; 0: 24 x 80 */
     uint16_t cols;
     /* Host descriptors, owned by the caller and left open. stdin_fd -1: the command reads
-     * end-of-file at once; stdout_fd/stderr_fd -1: that output is discarded. */
+     * end-of-file at once; stdout_fd/stderr_fd -1: that output is discarded. When writing
+     * stdout_fd or stderr_fd fails with EPIPE (its reader went away), the command gets
+     * SIGPIPE, as it would writing to that pipe itself. */
     int stdin_fd;
     int stdout_fd;
     int stderr_fd;

@@ -292,8 +292,14 @@ static void deliver_output(cove_exec *exec, int which, const struct agent_frame 
     int *fd = &exec->out_fds[which];
     if (*fd < 0)
         return;
-    if (write_output(exec, *fd, frame->payload, frame->length) < 0)
-        *fd = -1; /* EPIPE and the like: that stream is dropped, the exec goes on */
+    int err = write_output(exec, *fd, frame->payload, frame->length);
+    if (err == 0)
+        return;
+    *fd = -1; /* that stream is dropped */
+    /* Nobody reads that output any more (`cove run -- yes | head -1`): the command learns it
+     * as a local one would, from SIGPIPE. Other errors only drop the stream. */
+    if (err == -EPIPE)
+        cove_exec_signal(exec, SIGPIPE);
 }
 
 static void deliver_exit(cove_exec *exec, const struct agent_frame *frame)

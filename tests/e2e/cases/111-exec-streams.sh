@@ -1,6 +1,7 @@
 #!/bin/sh
 # Streams of `cove run -- CMD`: 100 MiB of binary output arrive byte-exact, stdin is piped
-# with -i (and is empty without it), and -t runs CMD on a pseudo-terminal.
+# with -i (and is empty without it), a closed stdout ends CMD with SIGPIPE, and -t runs CMD on
+# a pseudo-terminal.
 . "${0%/*}/../lib.sh"
 
 # 100 MiB of random bytes: the guest prints their checksum on stderr, then the bytes.
@@ -39,6 +40,15 @@ echo not-for-the-guest | timeout "$COVE_RUN_TIMEOUT" "$COVE" run --kernel "$KERN
 rc=$?
 if expect_status noin 0; then
     [ "$(tr -d ' ' < "$WORK/noin.out")" = 0 ] || { fail "noin: stdin was not empty"; show "$WORK/noin.out"; }
+fi
+
+# A reader that goes away ends the command as on one host: `yes | head -1` finishes, and the
+# command's death by SIGPIPE is cove's status (141).
+{ timeout "$COVE_RUN_TIMEOUT" "$COVE" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M \
+      -- yes 2> "$WORK/yes.err" < /dev/null; echo "$?" > "$WORK/yes.rc"; } | head -n 1 > "$WORK/yes.out"
+rc=$(cat "$WORK/yes.rc")
+if expect_status yes 141; then
+    [ "$(cat "$WORK/yes.out")" = y ] || { fail "yes: first line is not y"; show "$WORK/yes.out"; }
 fi
 
 # -t: a pseudo-terminal of the default size; stdout and stderr both arrive on stdout.
