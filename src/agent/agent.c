@@ -2,7 +2,7 @@
  * cove-agent: PID 1 of Cove's default guest.
  *
  * It tells the VMM that userspace is up (boot timer), prepares a minimal system (proc, sys,
- * dev, dev/pts, tmp, run, hostname, PATH), then does two things at once:
+ * dev, dev/pts, tmp, run, the host's shares, hostname, PATH), then does two things at once:
  *  - with a vsock device, serves the host's requests on port COVE_AGENT_PORT: every
  *    connection is handled by a child process of its own (exec_server.c), so a connection
  *    that goes wrong can only take its own child down;
@@ -149,6 +149,41 @@ static void setup_filesystems(void)
     mount_one("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "gid=5,mode=620,ptmxmode=666");
     mount_one("tmpfs", "/tmp", "tmpfs", nosuid_nodev, "mode=1777");
     mount_one("tmpfs", "/run", "tmpfs", nosuid_nodev, "mode=0755");
+}
+
+/* mkdir -p: the parents of a share's mount point may not exist in the initramfs. */
+static int make_dirs(char *path)
+{
+    for (char *slash = strchr(path + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+        *slash = '\0';
+        int r = mkdir(path, 0755);
+        *slash = '/';
+        if (r != 0 && errno != EEXIST)
+            return -1;
+    }
+    return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* The shares the host asked for with cove.mount=TAG:PATH[:ro] on the kernel command line. */
+static void mount_shares(void)
+{
+    char cmdline[4096];
+    int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, cmdline, sizeof(cmdline) - 1);
+    close(fd);
+    if (n <= 0)
+        return;
+    cmdline[n] = '\0';
+    const char *cursor = cmdline;
+    struct agent_mount share;
+    while (agent_next_mount(&cursor, &share)) {
+        if (make_dirs(share.path) != 0)
+            say("mkdir %s: %s", share.path, strerror(errno));
+        else if (mount(share.tag, share.path, "virtiofs", share.read_only ? MS_RDONLY : 0, NULL) != 0)
+            say("mount share %s on %s: %s", share.tag, share.path, strerror(errno));
+    }
 }
 
 static void setup_environment(void)
@@ -496,6 +531,7 @@ int main(int argc, char *argv[])
 {
     signal_boot_complete();
     setup_filesystems();
+    mount_shares();
     setup_environment();
 
     char *command = agent_join_args(argc, argv);

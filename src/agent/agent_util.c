@@ -47,3 +47,51 @@ bool agent_describe_status(int status, char *buf, size_t len)
     snprintf(buf, len, "command ended with wait status 0x%x", (unsigned)status);
     return true;
 }
+
+#define MOUNT_PREFIX "cove.mount="
+
+/* Parses "TAG:PATH[:ro]" (len bytes at word) into mount; false when malformed. */
+static bool parse_mount(const char *word, size_t len, struct agent_mount *mount)
+{
+    const char *colon = memchr(word, ':', len);
+    if (!colon || colon == word || (size_t)(colon - word) >= sizeof(mount->tag))
+        return false;
+    size_t tag_len = (size_t)(colon - word);
+    const char *path = colon + 1;
+    size_t path_len = len - tag_len - 1;
+    const char *suffix = memchr(path, ':', path_len);
+    mount->read_only = false;
+    if (suffix) {
+        size_t suffix_len = path_len - (size_t)(suffix - path);
+        if (suffix_len != 3 || memcmp(suffix, ":ro", 3) != 0)
+            return false;
+        mount->read_only = true;
+        path_len = (size_t)(suffix - path);
+    }
+    if (path_len == 0 || path[0] != '/' || path_len >= sizeof(mount->path))
+        return false;
+    memcpy(mount->tag, word, tag_len);
+    mount->tag[tag_len] = '\0';
+    memcpy(mount->path, path, path_len);
+    mount->path[path_len] = '\0';
+    return true;
+}
+
+bool agent_next_mount(const char **cursor, struct agent_mount *mount)
+{
+    const char *p = *cursor;
+    while (*p) {
+        p += strspn(p, " \t\n");
+        size_t len = strcspn(p, " \t\n");
+        const char *word = p;
+        p += len;
+        size_t prefix = strlen(MOUNT_PREFIX);
+        if (len > prefix && strncmp(word, MOUNT_PREFIX, prefix) == 0 &&
+            parse_mount(word + prefix, len - prefix, mount)) {
+            *cursor = p;
+            return true;
+        }
+    }
+    *cursor = p;
+    return false;
+}

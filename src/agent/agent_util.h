@@ -21,4 +21,18 @@ char *agent_join_args(int argc, char *const argv[]);
  */
 bool agent_describe_status(int status, char *buf, size_t len);
 
+/* One share to mount, from a "cove.mount=TAG:PATH[:ro]" word of the kernel command line. */
+struct agent_mount {
+    char tag[37];    /* virtio-fs tags are at most 36 bytes */
+    char path[256];  /* absolute */
+    bool read_only;
+};
+
+/*
+ * Finds the next "cove.mount=" word in the kernel command line at *cursor, fills mount and
+ * moves *cursor past it. Malformed words (no tag, a relative or over-long path, an unknown
+ * suffix) are skipped. Returns false when there are no more.
+ */
+bool agent_next_mount(const char **cursor, struct agent_mount *mount);
+
 #endif

@@ -97,6 +97,35 @@ static void status_truncates_to_buffer(void **state)
     assert_string_equal(buf, "command");
 }
 
+static void mounts_from_the_command_line(void **state)
+{
+    (void)state;
+    const char *cmdline = "console=ttyS0 cove.mount=job:/job quiet cove.mount=cache:/var/cache:ro"
+                          " cove.mount=:/x cove.mount=t:relative cove.mount=t:/p:rw cove.mount=t"
+                          " cove.mountx=a:/b -- cove.mount=last:/l\n";
+    const char *cursor = cmdline;
+    struct agent_mount m;
+    assert_true(agent_next_mount(&cursor, &m));
+    assert_string_equal(m.tag, "job");
+    assert_string_equal(m.path, "/job");
+    assert_false(m.read_only);
+    assert_true(agent_next_mount(&cursor, &m));
+    assert_string_equal(m.tag, "cache");
+    assert_string_equal(m.path, "/var/cache");
+    assert_true(m.read_only);
+    /* The malformed ones are skipped; the last one counts even after "--". */
+    assert_true(agent_next_mount(&cursor, &m));
+    assert_string_equal(m.tag, "last");
+    assert_string_equal(m.path, "/l");
+    assert_false(agent_next_mount(&cursor, &m));
+    assert_false(agent_next_mount(&cursor, &m));
+
+    cursor = "cove.mount=a-tag-of-thirty-seven-bytes-xxxxxxxxx:/p";
+    assert_false(agent_next_mount(&cursor, &m));
+    cursor = "";
+    assert_false(agent_next_mount(&cursor, &m));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -109,6 +138,7 @@ int main(void)
         cmocka_unit_test(status_nonzero_exit_is_reported),
         cmocka_unit_test(status_signal_is_reported),
         cmocka_unit_test(status_truncates_to_buffer),
+        cmocka_unit_test(mounts_from_the_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
