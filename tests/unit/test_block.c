@@ -732,6 +732,40 @@ static void test_empty_image(void **state)
     remove_file(path);
 }
 
+/* ---- plugging: one kick's requests reach the kernel together ---- */
+
+static void test_plug_holds_submissions_until_unplug(void **state)
+{
+    (void)state;
+    char *path = make_file("/var/tmp", 16 * 4 * KIB, 7);
+    struct block_backend *b = open_ok(path, false, false, true);
+    if (!block_uses_uring(b)) {
+        fail_msg("io_uring is unavailable here: plugging cannot be observed");
+    }
+    static uint8_t bufs[16][4 * KIB];
+    struct iovec iov[16];
+    struct results res = {0};
+    struct slot slots[16];
+    block_plug(b);
+    for (unsigned i = 0; i < 16; i++) {
+        iov[i] = (struct iovec){bufs[i], sizeof(bufs[i])};
+        slots[i] = (struct slot){&res, i};
+        struct block_op op = rw_op(BLOCK_OP_READ, (uint64_t)i * 4 * KIB, &iov[i], 1, &slots[i]);
+        assert_int_equal(block_submit(b, &op), 0);
+    }
+    /* Nothing was submitted, so nothing can complete, however long we wait. */
+    struct pollfd p = {.fd = block_event_fd(b), .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 100), 0);
+    assert_int_equal(block_process_completions(b), 0);
+    assert_int_equal(res.calls, 0);
+    block_unplug(b);
+    wait_calls(b, &res, 16);
+    for (unsigned i = 0; i < 16; i++)
+        assert_int_equal(res.result[i], 4 * KIB);
+    block_close(b);
+    remove_file(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -758,6 +792,7 @@ int main(void)
         cmocka_unit_test(test_open_errors),
         cmocka_unit_test(test_open_permission_denied),
         cmocka_unit_test(test_empty_image),
+        cmocka_unit_test(test_plug_holds_submissions_until_unplug),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -93,6 +93,7 @@ struct block_backend {
     bool read_only;
     bool direct;
     bool uring;
+    bool plugged;             /* between block_plug and block_unplug: collect, do not submit */
     struct io_uring ring;
     unsigned in_kernel;       /* SQEs prepared and not yet completed */
     struct req_list waiting;  /* steps that did not fit in the ring yet */
@@ -433,9 +434,23 @@ static void fill_ring(struct block_backend *b)
         io_uring_sqe_set_data(sqe, r);
         b->in_kernel++;
     }
+    if (b->plugged)
+        return;
     /* On failure the SQEs stay in the ring and go with the next submit. */
     while (io_uring_sq_ready(&b->ring) && io_uring_submit(&b->ring) == -EINTR) {
     }
+}
+
+void block_plug(struct block_backend *b)
+{
+    b->plugged = true;
+}
+
+void block_unplug(struct block_backend *b)
+{
+    b->plugged = false;
+    if (b->uring)
+        fill_ring(b);
 }
 
 static void reap(struct block_backend *b)

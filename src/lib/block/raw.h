@@ -85,6 +85,14 @@ int block_event_fd(const struct block_backend *b);
  */
 int block_submit(struct block_backend *b, const struct block_op *op);
 
+/*
+ * Between block_plug and block_unplug, block_submit only queues: the requests of one guest
+ * kick then reach the kernel in one io_uring_submit at unplug instead of one system call
+ * each. Without io_uring (the synchronous fallback) both do nothing.
+ */
+void block_plug(struct block_backend *b);
+void block_unplug(struct block_backend *b);
+
 /* Calls the done callback of every finished operation; returns how many. Callbacks may call
  * block_submit(); what they submit completes in a later call. */
 unsigned block_process_completions(struct block_backend *b);

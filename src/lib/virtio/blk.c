@@ -128,14 +128,18 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned index)
     if (blk->broken || index != 0)
         return;
     struct virtq *q = &dev->queues[0];
+    block_plug(blk->backend);
+    bool ok;
     do {
         virtq_disable_notify(q);
-        if (!drain_ring(blk)) {
-            blk->broken = true;
-            virtio_needs_reset(dev);
-            return;
-        }
-    } while (virtq_enable_notify(q));
+        ok = drain_ring(blk);
+    } while (ok && virtq_enable_notify(q));
+    block_unplug(blk->backend);
+    if (!ok) {
+        blk->broken = true;
+        virtio_needs_reset(dev);
+        return;
+    }
     flush_signal(blk);
 }
 
