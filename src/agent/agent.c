@@ -326,8 +326,9 @@ static bool power_key_pressed(int fd)
 static void report_status(int status);
 
 /*
- * The vsock listener, or -1 when the guest has no vsock device: then the local CID is
- * VMADDR_CID_ANY (bind alone would succeed even without a transport).
+ * The vsock listener, or -1 when the guest has no vsock device to a host: then the local CID
+ * is VMADDR_CID_ANY, or VMADDR_CID_LOCAL (1) from the loopback transport, which Linux
+ * registers whenever vsock is built in. Bind alone would succeed either way.
  */
 static int open_listener(void)
 {
@@ -337,7 +338,7 @@ static int open_listener(void)
     unsigned int cid = VMADDR_CID_ANY;
     int r = ioctl(dev, IOCTL_VM_SOCKETS_GET_LOCAL_CID, &cid);
     close(dev);
-    if (r != 0 || cid == VMADDR_CID_ANY)
+    if (r != 0 || cid == VMADDR_CID_ANY || cid <= VMADDR_CID_HOST)
         return -1;
     int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
