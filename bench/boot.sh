@@ -125,6 +125,7 @@ mkdir -p "$overlay/bench/bin" "$overlay/bench/guest" "$overlay/usr/bin" "$overla
 cp "$cove" "$tmp/bootbench" "$overlay/bench/bin/"
 cp "$guest_kernel" "$overlay/bench/guest/$kernel_file"
 cp "$initrd" "$overlay/bench/guest/initramfs.cpio.gz"
+cp "$here/testhost-common.sh" "$overlay/bench/"
 # Dynamically linked programs travel with the libraries ldd lists, at the same paths.
 carry() {
     th_carry "$overlay" "$1"
@@ -155,18 +156,9 @@ th_initramfs "$here/testhost-init.sh" "$overlay" "$tmp/testhost.cpio.gz"
 rm -rf "$overlay"
 
 # ---- One test host session ----
-started=$(date +%s)
-load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-th_timeout=${BENCH_TIMEOUT:-3600}
+th_session_begin
 echo "boot.sh: booting the test host ($iterations iterations + 1 warm-up of: $vmms; serial log: $log)"
-{ status=0
-  th_boot "$kernel" "$tmp/testhost.cpio.gz" || status=$?
-  echo "$status" > "$tmp/qemu.status"
-} | tee "$log" | awk '
-function field(name,    i, kv) {
-    for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] }
-    return ""
-}
+th_session "$log" "$kernel" "$tmp/testhost.cpio.gz" | awk "$th_stats"'
 { sub(/\r$/, "") }
 /^BENCH-HOST / { print "  test host: " substr($0, 12) }
 /^BENCH-RUN / {
@@ -177,34 +169,12 @@ function field(name,    i, kv) {
 /^BENCH-(ERR|STRACE) / { print "  " substr($0, 7) }
 { fflush() }'
 
-elapsed=$(( $(date +%s) - started ))
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-status=$(cat "$tmp/qemu.status" 2>/dev/null || echo '?')
-tr -d '\r' < "$log" | grep -qx 'BENCH-DONE' ||
-    die "the test host did not finish (QEMU status $status after $elapsed s); see $log"
+th_session_end "$log"
 
 # ---- Summary ----
 echo
-tr -d '\r' < "$log" | awk -v vmms="$vmms" -v n="$iterations" -v elapsed="$elapsed" \
-    -v cmd="$command_line" -v load="$load_before / $load_after" -v cpus="$(nproc)" '
-function field(name,    i, kv) {
-    for (i = 2; i <= NF; i++) {
-        split($i, kv, "=")
-        if (kv[1] == name) return kv[2]
-    }
-    return ""
-}
-# Median of the space-separated numbers in s.
-function median(s,    a, k, i, j, t) {
-    k = split(s, a, " ")
-    if (k == 0) return ""
-    for (i = 2; i <= k; i++) {
-        t = a[i] + 0
-        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-        a[j + 1] = t
-    }
-    return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-}
+tr -d '\r' < "$log" | awk -v vmms="$vmms" -v n="$iterations" -v elapsed="$th_elapsed" \
+    -v cmd="$command_line" -v load="$th_load_before / $th_load_after" -v cpus="$(nproc)" "$th_stats"'
 function verdict(ok) { return ok ? "met" : "MISSED" }
 /^BENCH-HOST / { host = substr($0, 12) }
 /^BENCH-ERR .* iteration / { errors++ }
@@ -277,7 +247,7 @@ if [ -f "$vmlinux" ] && command -v nm > /dev/null; then
 else
     : > "$tmp/symbols"
 fi
-tr -d '\r' < "$log" | cat "$tmp/symbols" - | awk -v vmms="$vmms" '
+tr -d '\r' < "$log" | cat "$tmp/symbols" - | awk -v vmms="$vmms" "$th_stats"'
 $1 == "SYM" { sym["0x" $2] = $3; next }
 /^BENCH-PROFILE / { v = substr($2, 5); prof[v] = $0; next }
 /^BENCH-IRQ / {
@@ -318,17 +288,6 @@ $1 == "SYM" { sym["0x" $2] = $3; next }
         k = ++ncalls[v]; callname[v, k] = fn; callus[v, k] = us; total[v] += us
     }
     next
-}
-# Median of the space-separated numbers in s.
-function median(s,    a, k, i, j, t) {
-    k = split(s, a, " ")
-    if (k == 0) return ""
-    for (i = 2; i <= k; i++) {
-        t = a[i] + 0
-        for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-        a[j + 1] = t
-    }
-    return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
 }
 END {
     nv = split(vmms, names, " ")

@@ -20,24 +20,14 @@
 # they come and takes the VMM process's CPU counters from /proc/PID/stat at each (utime,
 # stime and guest_time, summed over all its threads, io_uring workers included), so that the
 # boot and everything outside the job are left out.
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-export HOME=/root
-
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# Only testhost_setup from there: this script has its own vmm below.
+. /bench/testhost-common.sh
+testhost_setup
 dmesg -n 1
 
 . /bench/params
 K=/bench/guest/bzImage
 I=/bench/guest/initramfs.cpio.gz
-W=/tmp/bench
-mkdir -p "$W"
-
-echo "BENCH-HOST kernel $(uname -r), $(nproc) CPUs, $(awk '/^MemTotal/ { print $2 }' /proc/meminfo) kB," \
-    "kvm: $(if [ -c /dev/kvm ]; then echo present; else echo MISSING; fi)"
-
 by_serial() {
     for _d in /sys/block/vd*; do
         [ "$(cat "$_d/serial" 2>/dev/null)" = "$1" ] && { echo "/dev/${_d##*/}"; return; }

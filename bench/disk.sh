@@ -154,6 +154,7 @@ run_vms() {
     th_add_qemu "$overlay"
     cp "$kernel" "$overlay/bench/guest/bzImage"
     cp "$tmp/guest.cpio.gz" "$overlay/bench/guest/initramfs.cpio.gz"
+    cp "$here/testhost-common.sh" "$overlay/bench/"
     cat > "$overlay/bench/params" <<EOF
 ITERATIONS=$iterations
 VMMS='$vmms'
@@ -180,19 +181,9 @@ EOF
                     -device virtio-blk-pci,drive=scratch,serial=scratch) ;;
     esac
 
-    local started load_before
-    started=$(date +%s)
-    load_before=$(cut -d' ' -f1-3 /proc/loadavg)
-    th_timeout=${BENCH_TIMEOUT:-3600}
+    th_session_begin
     echo "disk.sh: booting the test host ($iterations iterations of $vmms, warm-up $warmup, cache modes: $caches; serial log: $log)"
-    { local status=0
-      th_boot "$kernel" "$tmp/testhost.cpio.gz" "${disks[@]}" || status=$?
-      echo "$status" > "$tmp/qemu.status"
-    } | tee "$log" | awk '
-    function field(name,    i, kv) {
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] }
-        return ""
-    }
+    th_session "$log" "$kernel" "$tmp/testhost.cpio.gz" "${disks[@]}" | awk "$th_stats"'
     { sub(/\r$/, "") }
     /^BENCH-HOST / { print "  test host: " substr($0, 12) }
     /^BENCH-JOB / {
@@ -206,28 +197,12 @@ EOF
     /^BENCH-VM / { printf "  iter %d  %-4s cache=%-4s whole run %.1f s, status %s\n", field("iter"), field("vmm"), field("cache"), field("wall_ms") / 1000, field("status") }
     /^BENCH-ERR / { print "  " substr($0, 7) }
     { fflush() }'
-    local elapsed=$(( $(date +%s) - started ))
-    vm_note="test host session $elapsed s; load average on this machine before / after: $load_before / $(cut -d' ' -f1-3 /proc/loadavg)"
-    tr -d '\r' < "$log" | grep -qx 'BENCH-DONE' ||
-        die "the test host did not finish (QEMU status $(cat "$tmp/qemu.status" 2>/dev/null || echo '?') after $elapsed s); see $log"
+    th_session_end "$log"
+    vm_note="test host session $th_elapsed s; load average on this machine before / after: $th_load_before / $th_load_after"
 }
 
 vm_summary() {
-    tr -d '\r' < "$log" | awk -v caches="$caches" -v n="$iterations" -v note="$vm_note" '
-    function field(name,    i, kv) {
-        for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == name) return kv[2] }
-        return ""
-    }
-    function median(s,    a, k, i, j, t) {
-        k = split(s, a, " ")
-        if (k == 0) return ""
-        for (i = 2; i <= k; i++) {
-            t = a[i] + 0
-            for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-            a[j + 1] = t
-        }
-        return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
+    tr -d '\r' < "$log" | awk -v caches="$caches" -v n="$iterations" -v note="$vm_note" "$th_stats"'
     /^BENCH-HOST / { host = substr($0, 12) }
     /^BENCH-ERR .* iteration / { errors++ }
     /^BENCH-JOB / {
@@ -325,16 +300,7 @@ run_backend() {
             done
         done
     done
-    awk -v runs="$backend_runs" '
-    function median(s,    a, k, i, j, t) {
-        k = split(s, a, " ")
-        for (i = 2; i <= k; i++) {
-            t = a[i] + 0
-            for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]
-            a[j + 1] = t
-        }
-        return (k % 2) ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
+    awk -v runs="$backend_runs" "$th_stats"'
     {
         k = $1 SUBSEP $3 SUBSEP $4
         printf "  run %s %-8s direct=%s %-8s %9.1f MiB/s %8.0f IOPS  cpu %6.0f ms\n", $2, $1, $3, $4, $5, $6, $8

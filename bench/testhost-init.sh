@@ -12,70 +12,14 @@
 #   BENCH-DONE
 #
 # Iteration 0 is a warm-up (boot.sh ignores it). The VMMs take turns, in an order that changes
-# from one iteration to the next (see williams_order), so that slow drift of the emulated
-# machine and what one boot leaves to the next hit all alike.
-export PATH=/bin:/sbin:/usr/bin:/usr/sbin
-export HOME=/root
-
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-# Only /tmp gets a tmpfs: what boot.sh carried in (/bench, /usr, /lib...) is in the rootfs.
-mount -t tmpfs -o mode=1777 tmpfs /tmp
-
+# from one iteration to the next (williams_order in bench/testhost-common.sh), so that slow
+# drift of the emulated machine and what one boot leaves to the next hit all alike.
+. /bench/testhost-common.sh
+testhost_setup
 . /bench/params
 B=/bench/bin/bootbench
 K=/bench/guest/$KERNEL_FILE
 I=/bench/guest/initramfs.cpio.gz
-W=/tmp/bench
-mkdir -p "$W"
-
-echo "BENCH-HOST kernel $(uname -r), $(nproc) CPUs, $(awk '/^MemTotal/ { print $2 }' /proc/meminfo) kB," \
-    "kvm: $(if [ -c /dev/kvm ]; then echo present; else echo MISSING; fi)," \
-    "cpu: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
-
-# vmm NAME CMDLINE CONSOLE STOP RUNNER...: runs RUNNER... followed by the command line of VMM
-# NAME booting the guest with kernel command line CMDLINE. CONSOLE: none (discarded) or
-# stdio. STOP=1: QEMU gets isa-debug-exit on the boot-timer port, so it exits when the
-# guest's /init starts (with status (0x7b << 1) | 1 = 247); cove always runs to power-off.
-#
-#   cove        cove run, 1 vCPU, 256 MiB (guest RAM is a memfd), otherwise cove's defaults
-#               (which include a virtio-rng device on PCI)
-#   cove-norng  the same with --no-rng: no PCI device at all, like QEMU microvm here
-#   qemu        qemu-system-x86_64 -M microvm with KVM, the same CPUs and memory, guest RAM in a
-#               memfd (memory-backend-memfd), microvm's defaults otherwise
-#   qemu-rtc    the same with rtc=on: microvm has no CMOS RTC under KVM by default (cove has
-#               one), and the guest kernel's probe of the missing one is slow here
-vmm() {
-    _name=$1 _cmdline=$2 _console=$3 _stop=$4
-    shift 4
-    case $_name in
-        cove|cove-norng)
-            _serial=none
-            [ "$_console" = stdio ] && _serial=stdio
-            _rng=
-            [ "$_name" = cove-norng ] && _rng=--no-rng
-            "$@" /bench/bin/cove run --kernel "$K" --initrd "$I" --cmdline "$_cmdline" \
-                --cpus "$CPUS" --memory "$MEMORY" --serial "$_serial" --boot-timer $_rng ;;
-        qemu|qemu-rtc)
-            _serial=null
-            [ "$_console" = stdio ] && _serial=stdio
-            _machine=microvm,memory-backend=mem
-            [ "$_name" = qemu-rtc ] && _machine=microvm,rtc=on,memory-backend=mem
-            _exit=
-            [ "$_stop" = 1 ] && _exit=isa-debug-exit,iobase=0x440,iosize=1
-            "$@" /usr/bin/qemu-system-x86_64 -M "$_machine" -accel kvm -cpu host \
-                -smp "$CPUS" -m "$MEMORY" -object "memory-backend-memfd,id=mem,size=$MEMORY" \
-                -nodefaults -no-user-config -display none -serial "$_serial" -no-reboot \
-                -kernel "$K" -initrd "$I" -append "$_cmdline" ${_exit:+-device} ${_exit:+"$_exit"} ;;
-        *)
-            echo "BENCH-ERR unknown VMM '$_name'" ;;
-    esac
-}
-
-field() {
-    echo "$2" | sed -n "s/.*$1=\([0-9]*\).*/\1/p"
-}
 
 # One measured boot: $1 iteration, $2 VMM. Prints its BENCH-RUN line; init_us is the time
 # from fork to the guest's /init.
@@ -108,48 +52,10 @@ run_one() {
     fi
 }
 
-# The order of the VMMs within an iteration follows a Williams design: over n iterations (2n
-# for an odd number n of VMMs) every VMM runs right after every other one equally often, and
-# holds every position equally often. That matters here: a boot right after a cove run comes
-# out slower whoever it is (cove's guest runs on to power-off, QEMU's stops at /init, and the
-# emulated machine carries some of that over; see docs/benchmarks.md).
-set -- $VMMS
-nvmm=$#
-# Row 0 is 0, 1, n-1, 2, n-2, ...; row k adds k (mod n); for odd n, rows n..2n-1 are rows
-# 0..n-1 reversed.
-williams_order() {
-    _row=$1 _rev=0
-    if [ $((nvmm % 2)) = 1 ]; then
-        _row=$(($1 % (2 * nvmm)))
-        [ "$_row" -ge "$nvmm" ] && _rev=1 && _row=$((_row - nvmm))
-    else
-        _row=$(($1 % nvmm))
-    fi
-    _seq= _lo=1 _hi=$((nvmm - 1)) _j=0
-    while [ "$_j" -lt "$nvmm" ]; do
-        if [ "$_j" = 0 ]; then _x=0
-        elif [ $((_j % 2)) = 1 ]; then _x=$_lo; _lo=$((_lo + 1))
-        else _x=$_hi; _hi=$((_hi - 1)); fi
-        _x=$(((_x + _row) % nvmm))
-        set -- $VMMS
-        shift "$_x"
-        if [ "$_rev" = 1 ]; then _seq="$1 $_seq"; else _seq="$_seq $1"; fi
-        _j=$((_j + 1))
-    done
-    echo $_seq
-}
-
-i=0
-prev=none
-while [ "$i" -le "$ITERATIONS" ]; do
-    for v in $(williams_order "$i"); do
-        # A moment for whatever the previous VM left to the host kernel (freeing its memory).
-        sleep 1
-        PREV=$prev run_one "$i" "$v"
-        prev=$v
-    done
-    i=$((i + 1))
-done
+# The VMMs take turns in the order of a Williams design (williams_order): a boot right after
+# a cove run comes out slower whoever it is (cove's guest runs on to power-off, QEMU's stops
+# at /init, and the emulated machine carries some of that over).
+run_iterations "$ITERATIONS" $VMMS
 
 for v in $VMMS; do
     [ -f "$W/$v.maps" ] && sed "s/^ */BENCH-MAPS vmm=$v /" "$W/$v.maps"

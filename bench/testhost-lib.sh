@@ -4,6 +4,9 @@
 # sets th_name (its name in messages) and root (the source tree). Every failure prints one line,
 # "$th_name: ...", and exits 1.
 #
+#   th_stats                   the text of bench/stats.awk (field(), median()), to put in front
+#                              of an awk program: awk "$th_stats"'...'
+#
 #   th_kernel                  waits for a guest/build-kernel.sh already running, runs it
 #                              (it finds its cached result) and sets th_kernel_dir
 #   th_carry OVERLAY FILE      copies the shared libraries ldd lists for FILE into OVERLAY at
@@ -19,6 +22,15 @@
 #                              th_memory MiB, default 3072); its serial console on stdout. It
 #                              returns QEMU's status (124 when `timeout` stopped it after
 #                              th_timeout seconds, default 3600)
+#   th_session_begin           sets th_started, th_load_before and th_timeout (from
+#                              $BENCH_TIMEOUT, default 3600 s) for a benchmark session
+#   th_session LOG KERNEL INITRD [QEMU ARGS...]
+#                              the session: th_boot, its serial console written to LOG and
+#                              passed on on stdout, for the caller's filter (th_session ... | awk)
+#   th_session_end LOG         sets th_elapsed (seconds) and th_load_after; fails unless the
+#                              test host printed BENCH-DONE
+
+th_stats=$(cat "$root/bench/stats.awk")
 
 th_die() {
     echo "$th_name: $*" >&2
@@ -77,4 +89,28 @@ th_boot() {
         -smp 2 -m "${th_memory:-3072}" -nodefaults -no-user-config -display none \
         -serial stdio -no-reboot -kernel "$_kernel" -initrd "$_initrd" \
         -append "console=ttyS0 panic=-1 quiet" "$@" < /dev/null 2>&1
+}
+
+th_session_begin() {
+    th_started=$(date +%s)
+    th_load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+    th_timeout=${BENCH_TIMEOUT:-3600}
+}
+
+th_session() {
+    _log=$1
+    shift
+    { _status=0
+      th_boot "$@" || _status=$?
+      echo "$_status" > "$_log.status"
+    } | tee "$_log"
+}
+
+th_session_end() {
+    th_elapsed=$(( $(date +%s) - th_started ))
+    th_load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+    _status=$(cat "$1.status" 2>/dev/null || echo '?')
+    rm -f "$1.status"
+    tr -d '\r' < "$1" | grep -qx 'BENCH-DONE' ||
+        th_die "the test host did not finish (QEMU status $_status after $th_elapsed s); see $1"
 }
