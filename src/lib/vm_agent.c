@@ -17,6 +17,14 @@
 
 /* How often a connect is retried while nothing listens on the guest port yet. */
 #define CONNECT_RETRY_MS 10
+/*
+ * For cove-agent: every attempt costs the booting guest an interrupt and a reset to send, so
+ * until its init has signalled boot-complete (cove-agent does that first thing) attempts are
+ * rare, and once it has, frequent: it listens a moment later.
+ */
+#define AGENT_RETRY_BOOTING_MS 250
+#define AGENT_RETRY_BOOTED_MS 2
+#define RETRY_SLICE_MS 2
 
 static int64_t monotonic_ms(void)
 {
@@ -53,7 +61,26 @@ static bool worth_retrying(int r)
     return r == -ECONNREFUSED || r == -ENOTCONN;
 }
 
-int cove_vm_connect(cove_vm *vm, uint32_t port, int timeout_ms, cove_error *error)
+/*
+ * Sleeps until the next attempt is due: retry_ms(vm) after the last one, re-read every
+ * RETRY_SLICE_MS so that a shorter interval (the guest just booted) takes effect at once.
+ * Returns early when the time is up or the VM ends.
+ */
+static void pause_before_retry(cove_vm *vm, int timeout_ms, int64_t start,
+                               int (*retry_ms)(cove_vm *))
+{
+    int64_t last_attempt = monotonic_ms();
+    while (monotonic_ms() - last_attempt < retry_ms(vm)) {
+        int left = remaining_ms(timeout_ms, start);
+        if (left == 0 || !vm_accepts_connections(vm))
+            return;
+        cove_vm_wait(vm, left > 0 && left < RETRY_SLICE_MS ? left : RETRY_SLICE_MS);
+    }
+}
+
+/* cove_vm_connect, retrying every retry_ms(vm) while the guest refuses. */
+static int connect_retrying(cove_vm *vm, uint32_t port, int timeout_ms, int (*retry_ms)(cove_vm *),
+                            cove_error *error)
 {
     struct virtio_device *vsock = vm_vsock(vm);
     if (!vsock)
@@ -73,15 +100,30 @@ int cove_vm_connect(cove_vm *vm, uint32_t port, int timeout_ms, cove_error *erro
             return fail(error, -ECONNREFUSED, "vsock port %u: the VM ended", port);
         if (!worth_retrying(r))
             return fail(error, r, "vsock port %u: %s", port, strerror(-r));
-        /* Sleeps until the retry is due, or less when the VM ends meanwhile. */
-        cove_vm_wait(vm, left >= 0 && left < CONNECT_RETRY_MS ? left : CONNECT_RETRY_MS);
+        pause_before_retry(vm, timeout_ms, start, retry_ms);
     }
+}
+
+static int fixed_retry(cove_vm *vm)
+{
+    (void)vm;
+    return CONNECT_RETRY_MS;
+}
+
+int cove_vm_connect(cove_vm *vm, uint32_t port, int timeout_ms, cove_error *error)
+{
+    return connect_retrying(vm, port, timeout_ms, fixed_retry, error);
+}
+
+static int agent_retry(cove_vm *vm)
+{
+    return cove_vm_boot_signal_ns(vm) ? AGENT_RETRY_BOOTED_MS : AGENT_RETRY_BOOTING_MS;
 }
 
 /* Connects to cove-agent; on failure error says what the user can do about it. */
 static int connect_agent(cove_vm *vm, int timeout_ms, cove_error *error)
 {
-    int fd = cove_vm_connect(vm, COVE_AGENT_PORT, timeout_ms, error);
+    int fd = connect_retrying(vm, COVE_AGENT_PORT, timeout_ms, agent_retry, error);
     if (fd == -ETIMEDOUT)
         fail(error, fd,
              "cove-agent did not answer on vsock port %u within %d ms (is cove-agent the "
