@@ -901,6 +901,13 @@ static void test_malformed(void **state)
     rd.fh = 1u << 30;
     read_at(b, rd.fh, 0, 10, &err);
     assert_int_equal(err, -EBADF);
+    /* A FORGET needs no writable part and never gets a reply, even when malformed. */
+    h = (struct fuse_in_header){.len = 200, .opcode = FUSE_BATCH_FORGET, .unique = 8};
+    memcpy(req, &h, sizeof(h));
+    assert_int_equal(raw(b, req, 60, 0, &err), 0);
+    h.len = sizeof(h) + 4;
+    memcpy(req, &h, sizeof(h));
+    assert_int_equal(raw(b, req, sizeof(h) + 4, 200, &err), 0);
     /* A symlink target without NUL. */
     char nonul[] = {'l', 0, 'x', 'y'};
     call(b, FUSE_SYMLINK, ROOT, nonul, sizeof(nonul), &err);

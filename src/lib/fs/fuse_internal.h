@@ -81,7 +81,6 @@ struct fuse_req {
     size_t wr_total;
     size_t out_len;    /* reply payload in s->reply */
     size_t direct_len; /* payload already written into wr after the header (READ) */
-    bool no_reply;
 };
 
 /* ---- iovec helpers (fuse_server.c). ---- */

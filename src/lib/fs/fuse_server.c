@@ -155,7 +155,6 @@ static int do_forget(struct fuse_server *s, struct fuse_req *r)
 {
     const struct fuse_forget_in *in = (const void *)r->arg;
     fuse_forget(s, r->in.nodeid, in->nlookup);
-    r->no_reply = true;
     return 0;
 }
 
@@ -164,7 +163,6 @@ static int do_forget(struct fuse_server *s, struct fuse_req *r)
 static int do_batch_forget(struct fuse_server *s, struct fuse_req *r)
 {
     const struct fuse_batch_forget_in *in = (const void *)r->arg;
-    r->no_reply = true;
     size_t room = (r->body_len - sizeof(*in)) / sizeof(struct fuse_forget_one);
     size_t count = in->count < room ? in->count : room;
     size_t off = sizeof(struct fuse_in_header) + sizeof(*in);
@@ -263,7 +261,7 @@ static int dispatch(struct fuse_server *s, struct fuse_req *r)
         return -EIO;
     if (r->arg_len < op->arg_min)
         return -EINVAL;
-    if (r->wr_total - sizeof(struct fuse_out_header) < op->reply_min)
+    if (op->reply_min && r->wr_total - sizeof(struct fuse_out_header) < op->reply_min)
         return -EINVAL;
     if (op->mutating && s->read_only)
         return -EROFS;
@@ -284,6 +282,11 @@ static size_t send_reply(struct fuse_server *s, const struct fuse_req *r, int er
     return sizeof(out) + payload;
 }
 
+static bool no_reply_op(uint32_t opcode)
+{
+    return opcode == FUSE_FORGET || opcode == FUSE_BATCH_FORGET;
+}
+
 size_t fuse_server_handle(struct fuse_server *s, const struct iovec *rd, unsigned rd_count,
                           const struct iovec *wr, unsigned wr_count)
 {
@@ -291,24 +294,22 @@ size_t fuse_server_handle(struct fuse_server *s, const struct iovec *rd, unsigne
     r.wr_total = fuse_iov_total(wr, wr_count);
     size_t rd_total = fuse_iov_total(rd, rd_count);
     bool whole = fuse_iov_gather(rd, rd_count, 0, &r.in, sizeof(r.in)) == sizeof(r.in);
-    if (whole && (r.in.opcode == FUSE_FORGET || r.in.opcode == FUSE_BATCH_FORGET))
-        r.wr_total = SIZE_MAX; /* no reply: the writable part does not matter */
-    else if (r.wr_total < sizeof(struct fuse_out_header))
+    /* FORGETs get no reply, so they need no writable part. */
+    bool silent = whole && no_reply_op(r.in.opcode);
+    if (!silent && r.wr_total < sizeof(struct fuse_out_header))
         return 0;
     if (!whole) {
         r.in = (struct fuse_in_header){0};
         return send_reply(s, &r, -EINVAL);
     }
     if (r.in.len < sizeof(r.in) || r.in.len > rd_total)
-        return r.in.opcode == FUSE_FORGET ? 0 : send_reply(s, &r, -EINVAL);
+        return silent ? 0 : send_reply(s, &r, -EINVAL);
     r.body_len = r.in.len - sizeof(r.in);
     r.arg_len = r.body_len < FUSE_ARGS_MAX ? r.body_len : FUSE_ARGS_MAX;
     fuse_iov_gather(rd, rd_count, sizeof(r.in), s->args, r.arg_len);
     r.arg = s->args;
     int err = dispatch(s, &r);
-    if (r.no_reply || r.in.opcode == FUSE_FORGET || r.in.opcode == FUSE_BATCH_FORGET)
-        return 0;
-    return send_reply(s, &r, err);
+    return silent ? 0 : send_reply(s, &r, err);
 }
 
 /* ---- Life cycle. ---- */
