@@ -153,12 +153,9 @@ static int reply_new_entry(struct fuse_server *s, struct fuse_req *r, struct fus
     struct fuse_entry_out *e = fuse_reply_buf(s, r, sizeof(*e));
     int err = fuse_lookup(s, parent, name, e);
     struct fuse_inode *n = err ? NULL : fuse_inode_get(s, e->nodeid);
-    if (n && mode && !S_ISLNK(e->attr.mode)) {
-        char num[16];
-        snprintf(num, sizeof(num), "%d", n->fd);
-        if (!fchmodat(s->proc_fd, num, mode & 07777, 0))
-            e->attr.mode = (e->attr.mode & S_IFMT) | (mode & 07777);
-    }
+    if (n && mode && !S_ISLNK(e->attr.mode) &&
+        !fchmodat(s->proc_fd, fuse_proc_name(n->fd).s, mode & 07777, 0))
+        e->attr.mode = (e->attr.mode & S_IFMT) | (mode & 07777);
     return err;
 }
 
@@ -243,7 +240,21 @@ int fuse_do_rename2(struct fuse_server *s, struct fuse_req *r)
 }
 
 /* linkat(AT_EMPTY_PATH) needs CAP_DAC_READ_SEARCH on older kernels; the /proc/self/fd link
- * (followed once, to the inode itself) does the same without it. */
+ * (followed once, to the inode itself) does the same without it, but not for a symlink,
+ * which must not be followed any further. */
+static int link_inode(struct fuse_server *s, const struct fuse_inode *old, int dirfd,
+                      const char *name)
+{
+    if (!linkat(old->fd, "", dirfd, name, AT_EMPTY_PATH))
+        return 0;
+    int err = -errno;
+    struct stat st;
+    if ((err != -ENOENT && err != -EPERM) || fuse_stat(old->fd, &st) || S_ISLNK(st.st_mode))
+        return err;
+    return linkat(s->proc_fd, fuse_proc_name(old->fd).s, dirfd, name, AT_SYMLINK_FOLLOW) ? -errno
+                                                                                         : 0;
+}
+
 int fuse_do_link(struct fuse_server *s, struct fuse_req *r)
 {
     const struct fuse_link_in *in = (const void *)r->arg;
@@ -255,15 +266,8 @@ int fuse_do_link(struct fuse_server *s, struct fuse_req *r)
         return err;
     if (!old)
         return -ESTALE;
-    if (linkat(old->fd, "", parent->fd, name, AT_EMPTY_PATH)) {
-        if (errno != ENOENT && errno != EPERM)
-            return -errno;
-        char num[16];
-        snprintf(num, sizeof(num), "%d", old->fd);
-        if (linkat(s->proc_fd, num, parent->fd, name, AT_SYMLINK_FOLLOW))
-            return -errno;
-    }
-    return reply_new_entry(s, r, parent, name, 0);
+    err = link_inode(s, old, parent->fd, name);
+    return err ? err : reply_new_entry(s, r, parent, name, 0);
 }
 
 /* The target is stored as given: it is never followed on the host. */

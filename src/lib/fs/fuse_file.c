@@ -66,20 +66,12 @@ int fuse_do_getattr(struct fuse_server *s, struct fuse_req *r)
     return n ? reply_attr(s, r, n) : -ESTALE;
 }
 
-static int proc_name(const struct fuse_inode *n, char num[16])
-{
-    snprintf(num, 16, "%d", n->fd);
-    return 0;
-}
-
 static int set_mode(struct fuse_server *s, const struct fuse_inode *n, const struct stat *st,
                     mode_t mode)
 {
-    char num[16];
     if (S_ISLNK(st->st_mode))
         return -EOPNOTSUPP; /* Linux keeps no mode on symlinks */
-    proc_name(n, num);
-    return fchmodat(s->proc_fd, num, mode & 07777, 0) ? -errno : 0;
+    return fchmodat(s->proc_fd, fuse_proc_name(n->fd).s, mode & 07777, 0) ? -errno : 0;
 }
 
 static int set_size(struct fuse_server *s, const struct fuse_inode *n, const struct stat *st,
@@ -109,7 +101,9 @@ static struct timespec attr_time(uint32_t valid, uint32_t set, uint32_t now, uin
     return (struct timespec){(time_t)sec, nsec < 1000000000 ? (long)nsec : 999999999};
 }
 
-static int set_times(struct fuse_server *s, const struct fuse_inode *n,
+/* utimensat(AT_EMPTY_PATH) needs Linux 5.8; the /proc fallback would follow a symlink, so a
+ * symlink gets none. */
+static int set_times(struct fuse_server *s, const struct fuse_inode *n, const struct stat *st,
                      const struct fuse_setattr_in *in)
 {
     struct timespec ts[2] = {
@@ -118,9 +112,9 @@ static int set_times(struct fuse_server *s, const struct fuse_inode *n,
     };
     if (!utimensat(n->fd, "", ts, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW))
         return 0;
-    char num[16];
-    proc_name(n, num);
-    return utimensat(s->proc_fd, num, ts, 0) ? -errno : 0;
+    if (errno != EINVAL || S_ISLNK(st->st_mode))
+        return -errno;
+    return utimensat(s->proc_fd, fuse_proc_name(n->fd).s, ts, 0) ? -errno : 0;
 }
 
 int fuse_do_setattr(struct fuse_server *s, struct fuse_req *r)
@@ -140,7 +134,7 @@ int fuse_do_setattr(struct fuse_server *s, struct fuse_req *r)
     if (!err && (in->valid & FATTR_SIZE))
         err = set_size(s, n, &st, in);
     if (!err && (in->valid & (FATTR_ATIME | FATTR_MTIME | FATTR_ATIME_NOW | FATTR_MTIME_NOW)))
-        err = set_times(s, n, in);
+        err = set_times(s, n, &st, in);
     return err ? err : reply_attr(s, r, n);
 }
 

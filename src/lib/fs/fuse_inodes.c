@@ -59,11 +59,16 @@ void fuse_fill_attr(struct fuse_attr *a, const struct stat *st)
     };
 }
 
+struct fuse_proc_name fuse_proc_name(int fd)
+{
+    struct fuse_proc_name n;
+    snprintf(n.s, sizeof(n.s), "%d", fd);
+    return n;
+}
+
 int fuse_reopen(struct fuse_server *s, const struct fuse_inode *ino, int flags)
 {
-    char num[16];
-    snprintf(num, sizeof(num), "%d", ino->fd);
-    int fd = openat(s->proc_fd, num, (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL)) | O_CLOEXEC);
+    int fd = openat(s->proc_fd, fuse_proc_name(ino->fd).s, (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL)) | O_CLOEXEC);
     return fd < 0 ? -errno : fd;
 }
 
@@ -252,9 +257,7 @@ int fuse_lookup(struct fuse_server *s, struct fuse_inode *parent, const char *na
 
 int fuse_lookup_fd(struct fuse_server *s, int fd, struct fuse_entry_out *out)
 {
-    char num[16];
-    snprintf(num, sizeof(num), "%d", fd);
-    int path_fd = openat(s->proc_fd, num, O_PATH | O_CLOEXEC);
+    int path_fd = openat(s->proc_fd, fuse_proc_name(fd).s, O_PATH | O_CLOEXEC);
     return path_fd < 0 ? -errno : entry_from_path_fd(s, path_fd, out);
 }
 

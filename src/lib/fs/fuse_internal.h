@@ -113,6 +113,12 @@ int fuse_lookup_fd(struct fuse_server *s, int fd, struct fuse_entry_out *out);
 void fuse_forget(struct fuse_server *s, uint64_t nodeid, uint64_t nlookup);
 /* Drops every reference but the root's (DESTROY) and closes every handle. */
 void fuse_forget_all(struct fuse_server *s);
+/* A descriptor's name under /proc/self/fd (s->proc_fd), for the calls that take no O_PATH
+ * descriptor with AT_EMPTY_PATH: it names the server's own descriptor, never a guest path. */
+struct fuse_proc_name {
+    char s[16];
+};
+struct fuse_proc_name fuse_proc_name(int fd);
 /* Opens the inode itself for I/O (through /proc/self/fd, no path from the guest). */
 int fuse_reopen(struct fuse_server *s, const struct fuse_inode *ino, int flags);
 int fuse_stat(int fd, struct stat *st);

@@ -175,11 +175,16 @@ static int do_batch_forget(struct fuse_server *s, struct fuse_req *r)
     return 0;
 }
 
+void fuse_server_reset(struct fuse_server *s)
+{
+    fuse_forget_all(s);
+    s->initialized = false;
+}
+
 static int do_destroy(struct fuse_server *s, struct fuse_req *r)
 {
     (void)r;
-    fuse_forget_all(s);
-    s->initialized = false;
+    fuse_server_reset(s);
     return 0;
 }
 

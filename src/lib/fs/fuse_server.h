@@ -36,6 +36,10 @@ int fuse_server_new(const char *dir, const struct fuse_server_options *opts,
                     struct fuse_server **out);
 void fuse_server_destroy(struct fuse_server *s);
 
+/* Forgets the session (the transport was reset): every inode but the root and every handle
+ * are dropped, and the next request must be INIT. */
+void fuse_server_reset(struct fuse_server *s);
+
 /*
  * Serves one request: rd[0..rd_count) readable, wr[0..wr_count) writable. Returns the bytes
  * written into wr (never more than their total); 0 for requests without a reply (FORGET) or
