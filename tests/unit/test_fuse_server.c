@@ -652,6 +652,26 @@ static void test_forget(void **state)
     assert_int_equal(lookup_ok(b, ROOT, "f") > ROOT, 1);
 }
 
+/* DESTROY ends the session: references and handles are gone, the next request must be INIT. */
+static void test_destroy(void **state)
+{
+    struct bench *b = *state;
+    host_file(b, "f", "x");
+    uint64_t f = lookup_ok(b, ROOT, "f");
+    uint64_t fh;
+    assert_int_equal(open_node(b, f, O_RDONLY, &fh), 0);
+    int err;
+    call(b, FUSE_DESTROY, 0, NULL, 0, &err);
+    assert_int_equal(err, 0);
+    assert_int_equal(getattr(b, ROOT, NULL), -EIO);
+    init_server(b);
+    assert_int_equal(getattr(b, f, NULL), -ESTALE);
+    read_at(b, fh, 0, 1, &err);
+    assert_int_equal(err, -EBADF);
+    assert_int_equal(getattr(b, ROOT, NULL), 0);
+    assert_true(lookup_ok(b, ROOT, "f") > ROOT);
+}
+
 static void test_enosys(void **state)
 {
     struct bench *b = *state;
@@ -931,6 +951,7 @@ int main(void)
         T(test_rename_link),
         T(test_readdir_paged),
         T(test_forget),
+        T(test_destroy),
         T(test_enosys),
         cmocka_unit_test_setup_teardown(test_table_caps, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),

@@ -159,18 +159,23 @@ static int reply_new_entry(struct fuse_server *s, struct fuse_req *r, struct fus
     return err;
 }
 
+/* MKDIR and MKNOD: the node (mode holds its type), then its entry. */
+static int make_node(struct fuse_server *s, struct fuse_req *r, size_t arg_size, mode_t mode)
+{
+    struct fuse_inode *parent;
+    const char *name;
+    int err = parent_and_name(s, r, &arg_size, &parent, &name);
+    if (err)
+        return err;
+    int rc = S_ISDIR(mode) ? mkdirat(parent->fd, name, mode & 07777)
+                           : mknodat(parent->fd, name, mode, 0);
+    return rc ? -errno : reply_new_entry(s, r, parent, name, mode & 07777);
+}
+
 int fuse_do_mkdir(struct fuse_server *s, struct fuse_req *r)
 {
     const struct fuse_mkdir_in *in = (const void *)r->arg;
-    struct fuse_inode *parent;
-    const char *name;
-    size_t pos = sizeof(*in);
-    int err = parent_and_name(s, r, &pos, &parent, &name);
-    if (err)
-        return err;
-    if (mkdirat(parent->fd, name, in->mode & 07777))
-        return -errno;
-    return reply_new_entry(s, r, parent, name, in->mode & 07777);
+    return make_node(s, r, sizeof(*in), S_IFDIR | (in->mode & 07777));
 }
 
 /* Device nodes are refused: a guest that may create one could reach host devices through
@@ -178,18 +183,10 @@ int fuse_do_mkdir(struct fuse_server *s, struct fuse_req *r)
 int fuse_do_mknod(struct fuse_server *s, struct fuse_req *r)
 {
     const struct fuse_mknod_in *in = (const void *)r->arg;
-    struct fuse_inode *parent;
-    const char *name;
-    size_t pos = sizeof(*in);
-    int err = parent_and_name(s, r, &pos, &parent, &name);
-    if (err)
-        return err;
     mode_t type = in->mode & S_IFMT;
     if (type != S_IFREG && type != S_IFIFO && type != S_IFSOCK)
         return -EPERM;
-    if (mknodat(parent->fd, name, type | (in->mode & 07777), 0))
-        return -errno;
-    return reply_new_entry(s, r, parent, name, in->mode & 07777);
+    return make_node(s, r, sizeof(*in), type | (in->mode & 07777));
 }
 
 static int remove_entry(struct fuse_server *s, struct fuse_req *r, int flags)

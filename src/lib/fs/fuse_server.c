@@ -30,9 +30,12 @@ size_t fuse_iov_total(const struct iovec *v, unsigned n)
     return total;
 }
 
-/* Walks [off, off + len) of v, calling step on each piece. */
-static size_t iov_walk(const struct iovec *v, unsigned n, size_t off, uint8_t *mem, size_t len,
-                       bool to_iov)
+/* Walks bytes [off, off + len) of v piece by piece; step returns false to stop early.
+ * Returns the bytes walked. */
+typedef bool iov_step(void *ctx, uint8_t *base, size_t len, size_t done);
+
+static size_t iov_walk(const struct iovec *v, unsigned n, size_t off, size_t len, iov_step *step,
+                       void *ctx)
 {
     size_t done = 0;
     for (unsigned i = 0; i < n && done < len; i++) {
@@ -43,47 +46,58 @@ static size_t iov_walk(const struct iovec *v, unsigned n, size_t off, uint8_t *m
         size_t chunk = v[i].iov_len - off;
         if (chunk > len - done)
             chunk = len - done;
-        uint8_t *base = (uint8_t *)v[i].iov_base + off;
-        if (to_iov)
-            memcpy(base, mem + done, chunk);
-        else
-            memcpy(mem + done, base, chunk);
+        if (!step(ctx, (uint8_t *)v[i].iov_base + off, chunk, done))
+            break;
         done += chunk;
         off = 0;
     }
     return done;
 }
 
+static bool step_gather(void *dst, uint8_t *base, size_t len, size_t done)
+{
+    memcpy((uint8_t *)dst + done, base, len);
+    return true;
+}
+
+static bool step_scatter(void *src, uint8_t *base, size_t len, size_t done)
+{
+    memcpy(base, (const uint8_t *)src + done, len);
+    return true;
+}
+
 size_t fuse_iov_gather(const struct iovec *v, unsigned n, size_t off, void *dst, size_t len)
 {
-    return iov_walk(v, n, off, dst, len, false);
+    return iov_walk(v, n, off, len, step_gather, dst);
 }
 
 size_t fuse_iov_scatter(const struct iovec *v, unsigned n, size_t off, const void *src,
                         size_t len)
 {
-    return iov_walk(v, n, off, (uint8_t *)src, len, true);
+    return iov_walk(v, n, off, len, step_scatter, (void *)src);
+}
+
+struct slice {
+    struct iovec *out;
+    unsigned count, max;
+};
+
+static bool step_slice(void *ctx, uint8_t *base, size_t len, size_t done)
+{
+    (void)done;
+    struct slice *sl = ctx;
+    if (sl->count == sl->max)
+        return false;
+    sl->out[sl->count++] = (struct iovec){base, len};
+    return true;
 }
 
 unsigned fuse_iov_slice(const struct iovec *v, unsigned n, size_t off, size_t len,
                         struct iovec *out, unsigned max, size_t *got)
 {
-    unsigned count = 0;
-    size_t done = 0;
-    for (unsigned i = 0; i < n && done < len && count < max; i++) {
-        if (off >= v[i].iov_len) {
-            off -= v[i].iov_len;
-            continue;
-        }
-        size_t chunk = v[i].iov_len - off;
-        if (chunk > len - done)
-            chunk = len - done;
-        out[count++] = (struct iovec){(uint8_t *)v[i].iov_base + off, chunk};
-        done += chunk;
-        off = 0;
-    }
-    *got = done;
-    return count;
+    struct slice sl = {out, 0, max};
+    *got = iov_walk(v, n, off, len, step_slice, &sl);
+    return sl.count;
 }
 
 /* ---- Arguments and replies. ---- */
