@@ -34,6 +34,7 @@ struct bench {
     char outside[96];
     struct fuse_server *srv;
     uint64_t unique;
+    uint32_t uid, gid; /* the guest caller in request headers */
     uint8_t body[BODY_MAX]; /* the last reply's payload */
 };
 
@@ -112,7 +113,8 @@ static size_t call2(struct bench *b, uint32_t opcode, uint64_t nodeid, const voi
     static uint8_t out[sizeof(struct fuse_out_header) + BODY_MAX];
     assert_true(alen + a2len <= 2 * 8192 && room <= BODY_MAX);
     struct fuse_in_header h = {.len = (uint32_t)(sizeof(h) + alen + a2len), .opcode = opcode,
-                               .unique = ++b->unique, .nodeid = nodeid};
+                               .unique = ++b->unique, .nodeid = nodeid, .uid = b->uid,
+                               .gid = b->gid};
     memcpy(req, &h, sizeof(h));
     if (alen)
         memcpy(req + sizeof(h), a, alen);
@@ -523,6 +525,37 @@ static int rename2(struct bench *b, uint64_t dir, const char *from, uint64_t new
     int err;
     call2(b, FUSE_RENAME2, dir, &in, sizeof(in), names, l1 + l2, BODY_MAX, &err);
     return err;
+}
+
+/* As root the server gives new nodes to the guest's caller (the guest checks permissions
+ * against them); LINK keeps the existing owner. */
+static void test_new_nodes_owned_by_caller(void **state)
+{
+    struct bench *b = *state;
+    if (geteuid() != 0)
+        skip();
+    b->uid = 1234;
+    b->gid = 5678;
+    uint64_t node;
+    release(b, create(b, ROOT, "c", &node));
+    struct fuse_mkdir_in md = {.mode = 0755};
+    assert_int_equal(call_named(b, FUSE_MKDIR, ROOT, &md, sizeof(md), "d"), 0);
+    assert_int_equal(((struct fuse_entry_out *)(void *)b->body)->attr.uid, 1234);
+    call_named(b, FUSE_SYMLINK, ROOT, "l", 2, "target");
+    const char *names[] = {"c", "d", "l"};
+    for (int i = 0; i < 3; i++) {
+        char p[256];
+        struct stat st;
+        path_of(b->share, names[i], p);
+        assert_int_equal(lstat(p, &st), 0);
+        assert_int_equal(st.st_uid, 1234);
+        assert_int_equal(st.st_gid, 5678);
+    }
+    host_file(b, "h", "x");
+    b->uid = 42;
+    struct fuse_link_in li = {.oldnodeid = lookup_ok(b, ROOT, "h")};
+    assert_int_equal(call_named(b, FUSE_LINK, ROOT, &li, sizeof(li), "h2"), 0);
+    assert_int_equal(((struct fuse_entry_out *)(void *)b->body)->attr.uid, 0);
 }
 
 static void test_rename_link(void **state)
@@ -948,6 +981,7 @@ int main(void)
         T(test_statfs_fallocate_lseek_copy),
         T(test_access_readlink),
         T(test_mkdir_rmdir_unlink),
+        T(test_new_nodes_owned_by_caller),
         T(test_rename_link),
         T(test_readdir_paged),
         T(test_forget),

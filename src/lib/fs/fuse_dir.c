@@ -146,12 +146,15 @@ static int parent_and_name(struct fuse_server *s, const struct fuse_req *r, size
     return *parent ? 0 : -ESTALE;
 }
 
-/* Replies the entry just created; mode (if not 0) replaces what the VMM's umask took. */
+/* Replies the entry just made; a new node (not a LINK) gets the caller as owner and its mode
+ * (if not 0) replaces what the VMM's umask took (after the chown, which clears set-id bits). */
 static int reply_new_entry(struct fuse_server *s, struct fuse_req *r, struct fuse_inode *parent,
-                           const char *name, mode_t mode)
+                           const char *name, mode_t mode, bool new_node)
 {
     struct fuse_entry_out *e = fuse_reply_buf(s, r, sizeof(*e));
     int err = fuse_lookup(s, parent, name, e);
+    if (!err && new_node)
+        fuse_own_new(s, r, e);
     struct fuse_inode *n = err ? NULL : fuse_inode_get(s, e->nodeid);
     if (n && mode && !S_ISLNK(e->attr.mode) &&
         !fchmodat(s->proc_fd, fuse_proc_name(n->fd).s, mode & 07777, 0))
@@ -169,7 +172,7 @@ static int make_node(struct fuse_server *s, struct fuse_req *r, size_t arg_size,
         return err;
     int rc = S_ISDIR(mode) ? mkdirat(parent->fd, name, mode & 07777)
                            : mknodat(parent->fd, name, mode, 0);
-    return rc ? -errno : reply_new_entry(s, r, parent, name, mode & 07777);
+    return rc ? -errno : reply_new_entry(s, r, parent, name, mode & 07777, true);
 }
 
 int fuse_do_mkdir(struct fuse_server *s, struct fuse_req *r)
@@ -264,7 +267,7 @@ int fuse_do_link(struct fuse_server *s, struct fuse_req *r)
     if (!old)
         return -ESTALE;
     err = link_inode(s, old, parent->fd, name);
-    return err ? err : reply_new_entry(s, r, parent, name, 0);
+    return err ? err : reply_new_entry(s, r, parent, name, 0, false);
 }
 
 /* The target is stored as given: it is never followed on the host. */
@@ -285,5 +288,5 @@ int fuse_do_symlink(struct fuse_server *s, struct fuse_req *r)
         return -ENAMETOOLONG;
     if (symlinkat(target, parent->fd, name))
         return -errno;
-    return reply_new_entry(s, r, parent, name, 0);
+    return reply_new_entry(s, r, parent, name, 0, true);
 }

@@ -166,9 +166,10 @@ int fuse_do_open(struct fuse_server *s, struct fuse_req *r)
  * the guest kernel applied its own) only on a file this request created. A file that appeared
  * meanwhile is opened as OPEN would: only if it is a regular file. */
 static int create_file(struct fuse_server *s, int dirfd, const char *name, int flags,
-                       mode_t mode, bool excl)
+                       mode_t mode, bool excl, bool *created)
 {
     int fd = fuse_open_beneath(dirfd, name, flags | O_CREAT | O_EXCL, mode);
+    *created = fd >= 0;
     if (fd >= 0) {
         (void)fchmod(fd, mode & 07777); /* on failure only the mode is off */
         return fd;
@@ -196,14 +197,17 @@ int fuse_do_create(struct fuse_server *s, struct fuse_req *r)
     int err = fuse_take_name(r, &pos, &name);
     if (err || !parent)
         return err ? err : -ESTALE;
+    bool created;
     int fd = create_file(s, parent->fd, name, (int)in->flags & GUEST_OPEN_FLAGS, in->mode,
-                         in->flags & O_EXCL);
+                         in->flags & O_EXCL, &created);
     if (fd < 0)
         return fd;
     struct fuse_entry_out *entry =
         fuse_reply_buf(s, r, sizeof(*entry) + sizeof(struct fuse_open_out));
     struct fuse_open_out *open_out = (void *)(entry + 1);
     err = fuse_lookup_fd(s, fd, entry);
+    if (!err && created)
+        fuse_own_new(s, r, entry);
     if (!err && (err = fuse_handle_new(s, fd, false, &open_out->fh)))
         fuse_forget(s, entry->nodeid, 1);
     else if (err)

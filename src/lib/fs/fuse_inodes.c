@@ -271,6 +271,17 @@ void fuse_forget(struct fuse_server *s, uint64_t nodeid, uint64_t nlookup)
         inode_release(s, (uint32_t)(nodeid - 1));
 }
 
+void fuse_own_new(struct fuse_server *s, const struct fuse_req *r, struct fuse_entry_out *e)
+{
+    struct fuse_inode *n = fuse_inode_get(s, e->nodeid);
+    if (!s->give_away || !n)
+        return;
+    if (!fchownat(n->fd, "", r->in.uid, r->in.gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW)) {
+        e->attr.uid = r->in.uid;
+        e->attr.gid = r->in.gid;
+    }
+}
+
 /* ---- Handles. ---- */
 
 int fuse_handle_new(struct fuse_server *s, int fd, bool dir, uint64_t *fh)

@@ -49,6 +49,7 @@ struct fuse_handle {
 
 struct fuse_server {
     bool read_only;
+    bool give_away;   /* new nodes get the guest caller's uid/gid (the VMM runs as root) */
     bool initialized; /* INIT answered */
     uint32_t minor;   /* negotiated protocol minor */
     int proc_fd;      /* /proc/self/fd: re-opens an O_PATH descriptor by number */
@@ -111,6 +112,8 @@ int fuse_lookup(struct fuse_server *s, struct fuse_inode *parent, const char *na
 /* The same for a descriptor the server just opened or created (CREATE). */
 int fuse_lookup_fd(struct fuse_server *s, int fd, struct fuse_entry_out *out);
 void fuse_forget(struct fuse_server *s, uint64_t nodeid, uint64_t nlookup);
+/* Hands a node the request just created to the guest's caller (if give_away), updating e. */
+void fuse_own_new(struct fuse_server *s, const struct fuse_req *r, struct fuse_entry_out *e);
 /* Drops every reference but the root's (DESTROY) and closes every handle. */
 void fuse_forget_all(struct fuse_server *s);
 /* A descriptor's name under /proc/self/fd (s->proc_fd), for the calls that take no O_PATH

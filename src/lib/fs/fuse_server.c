@@ -340,6 +340,10 @@ int fuse_server_new(const char *dir, const struct fuse_server_options *opts,
     if (!s)
         return -ENOMEM;
     s->read_only = opts->read_only;
+    /* The guest kernel checks permissions against the owner the server reports (virtio-fs
+     * mounts with default_permissions), so a node a guest user creates must be theirs, or
+     * they could not use it. Only root may give files away; otherwise they stay the VMM's. */
+    s->give_away = geteuid() == 0;
     s->inode_max = opts->max_inodes ? opts->max_inodes : FUSE_SERVER_DEFAULT_INODES;
     s->handle_max = opts->max_handles ? opts->max_handles : FUSE_SERVER_DEFAULT_HANDLES;
     s->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
