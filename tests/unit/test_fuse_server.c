@@ -282,6 +282,20 @@ static void test_requests_before_init_fail(void **state)
     assert_int_equal(getattr(b, ROOT, NULL), 0);
 }
 
+static void test_new_errors(void **state)
+{
+    struct bench *b = *state;
+    struct fuse_server *s = NULL;
+    struct fuse_server_options o = {0};
+    char p[256];
+    path_of(b->share, "missing", p);
+    assert_int_equal(fuse_server_new(p, &o, &s), -ENOENT);
+    host_file(b, "file", "x");
+    path_of(b->share, "file", p);
+    assert_int_equal(fuse_server_new(p, &o, &s), -ENOTDIR);
+    assert_null(s);
+}
+
 /* ---- Attributes and files. ---- */
 
 static void test_lookup_getattr(void **state)
@@ -974,6 +988,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_init),
         T(test_requests_before_init_fail),
+        T(test_new_errors),
         T(test_lookup_getattr),
         T(test_create_write_read),
         T(test_big_multi_iovec),

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "fs/fuse_internal.h"
@@ -333,6 +334,16 @@ size_t fuse_server_handle(struct fuse_server *s, const struct iovec *rd, unsigne
 
 /* ---- Life cycle. ---- */
 
+static unsigned default_inodes(void)
+{
+    struct rlimit lim;
+    unsigned max = FUSE_SERVER_DEFAULT_INODES;
+    if (!getrlimit(RLIMIT_NOFILE, &lim) && lim.rlim_cur != RLIM_INFINITY &&
+        lim.rlim_cur / 2 < max)
+        max = lim.rlim_cur / 2 > 16 ? (unsigned)(lim.rlim_cur / 2) : 16;
+    return max;
+}
+
 int fuse_server_new(const char *dir, const struct fuse_server_options *opts,
                     struct fuse_server **out)
 {
@@ -344,11 +355,14 @@ int fuse_server_new(const char *dir, const struct fuse_server_options *opts,
      * mounts with default_permissions), so a node a guest user creates must be theirs, or
      * they could not use it. Only root may give files away; otherwise they stay the VMM's. */
     s->give_away = geteuid() == 0;
-    s->inode_max = opts->max_inodes ? opts->max_inodes : FUSE_SERVER_DEFAULT_INODES;
+    s->inode_max = opts->max_inodes ? opts->max_inodes : default_inodes();
     s->handle_max = opts->max_handles ? opts->max_handles : FUSE_SERVER_DEFAULT_HANDLES;
+    int err = 0, root = -1;
     s->proc_fd = open("/proc/self/fd", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    int err = s->proc_fd < 0 || root < 0 ? -errno : fuse_inodes_init(s, root);
+    if (s->proc_fd < 0 || (root = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+        err = -errno;
+    if (!err)
+        err = fuse_inodes_init(s, root);
     if (err) {
         if (root >= 0)
             close(root);

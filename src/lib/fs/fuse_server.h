@@ -18,13 +18,16 @@
 #include <sys/uio.h>
 
 /* Defaults for the table caps below: each inode holds an O_PATH descriptor, each handle an
- * open descriptor, so the caps also bound the descriptors a guest can make the VMM hold. */
+ * open descriptor, so the caps also bound the descriptors a guest can make the VMM hold. The
+ * inode default is further capped at half of RLIMIT_NOFILE's soft limit at creation, so that
+ * a guest walking a large tree cannot take every descriptor the VMM has: a VMM that shares
+ * directories should raise its soft limit to the hard one at start. */
 #define FUSE_SERVER_DEFAULT_INODES 65536
 #define FUSE_SERVER_DEFAULT_HANDLES 4096
 
 struct fuse_server_options {
     bool read_only;       /* every mutating op answers EROFS */
-    unsigned max_inodes;  /* 0: FUSE_SERVER_DEFAULT_INODES; beyond: ENFILE */
+    unsigned max_inodes;  /* 0: the default above; beyond: ENFILE */
     unsigned max_handles; /* 0: FUSE_SERVER_DEFAULT_HANDLES; beyond: ENFILE */
 };
 
