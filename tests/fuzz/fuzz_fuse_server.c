@@ -2,8 +2,9 @@
  * libFuzzer target for the FUSE server: arbitrary request bytes, split into an arbitrary
  * layout of readable and writable buffers, against a scratch share created once (a file, a
  * directory, a symlink out of it) and rebuilt every few thousand inputs. Built with
- * ASan+UBSan; the checks below turn a write past the writable buffers, a reply longer than
- * their space or a reply header that disagrees with the returned length into a crash.
+ * ASan+UBSan; the checks below turn a write past the writable buffers or into the readable
+ * ones, a reply longer than their space or a reply header that disagrees with the returned
+ * length into a crash.
  *
  * Input layout:
  *   0  u8 readable buffer count (1 + v % 8)     1 u8 writable buffer count (v % 9)
@@ -47,6 +48,7 @@ static struct fuse_server *servers[2];
 static unsigned inputs;
 static uint8_t arena[WR_ARENA];
 static uint8_t request[1 << 20];
+static uint8_t request_copy[1 << 20]; /* the readable part must come back untouched */
 
 static void shell(const char *fmt, const char *arg)
 {
@@ -199,6 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t req_len = size - pos < sizeof(request) ? size - pos : sizeof(request);
     memcpy(request, data + pos, req_len);
     clamp_fallocate(request, req_len);
+    memcpy(request_copy, request, req_len);
     struct iovec rd[MAX_BUFS], wr[MAX_BUFS];
     size_t off = 0;
     for (unsigned i = 0; i < rd_count; i++) {
@@ -217,5 +220,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     size_t n = fuse_server_handle(s, rd, rd_count, wr, wr_count);
     check_reply(wr, wr_count, n);
+    if (memcmp(request, request_copy, req_len))
+        __builtin_trap();
     return 0;
 }
