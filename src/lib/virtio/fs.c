@@ -1,0 +1,141 @@
+/*
+ * virtio-fs: every chain on either queue is one FUSE request, served synchronously by the
+ * FUSE server on the I/O thread and returned with the bytes it wrote.
+ *
+ * The chain's readable buffers are the request, its writable buffers the reply space, exactly
+ * the iovec split the server takes, so READ and WRITE data go straight between the file and
+ * guest memory. The server bounds-checks everything in the request; a chain it cannot answer
+ * (no room for a reply header) is returned with nothing written. A malformed ring makes the
+ * device broken until the driver resets it (device.h). A reset also ends the FUSE session:
+ * the guest's references are gone with its driver, so the server forgets them.
+ */
+#include "virtio/fs.h"
+
+#include <endian.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FS_HIPRIO_QUEUE 0
+#define FS_REQUEST_QUEUE 1
+#define FS_NUM_QUEUES 2
+/* Linux sizes its requests by the queue: at most size - 4 data pages per request, so a chain
+ * never exceeds the size. It must stay within what virtq_pop accepts, or a large READ would
+ * look like a malformed ring. */
+#define FS_QUEUE_SIZE 128
+_Static_assert(FS_QUEUE_SIZE <= VIRTQ_MAX_SEGMENTS, "a full-size request must fit one chain");
+/* struct virtio_fs_config: tag[36], le32 num_request_queues. */
+#define FS_CONFIG_SIZE (VIRTIO_FS_TAG_MAX + 4)
+
+struct virtio_fs {
+    struct virtio_device dev; /* first: the transport hands this pointer back to the ops */
+    struct fuse_server *server;
+    bool active; /* DRIVER_OK seen since the last reset */
+    bool broken; /* the driver broke the ring protocol; idle until reset */
+    uint8_t config[FS_CONFIG_SIZE];
+    struct virtq_elem elem; /* ~4 KiB: kept here rather than on the I/O thread's stack */
+};
+
+static struct virtio_fs *to_fs(struct virtio_device *dev) { return (struct virtio_fs *)dev; }
+
+static bool queue_usable(const struct virtio_fs *fs, unsigned index)
+{
+    return fs->active && !fs->broken && fs->dev.queue_enabled[index];
+}
+
+static uint32_t serve(struct virtio_fs *fs)
+{
+    const struct virtq_elem *e = &fs->elem;
+    size_t n = fuse_server_handle(fs->server, e->iov, e->out_count, e->iov + e->out_count,
+                                  e->in_count);
+    return (uint32_t)n; /* at most in_bytes, which fits the ring's u32 */
+}
+
+/* Answers every pending request on the queue; notifications stay off while draining and are
+ * re-armed at the end, and a request that raced the re-arm is taken by another pass. */
+static void drain(struct virtio_fs *fs, unsigned index)
+{
+    struct virtq *q = &fs->dev.queues[index];
+    bool pushed = false;
+    int r = 0;
+    do {
+        virtq_disable_notify(q);
+        while ((r = virtq_pop(q, &fs->elem)) > 0) {
+            virtq_push(q, fs->elem.head, serve(fs));
+            pushed = true;
+        }
+    } while (r == 0 && virtq_enable_notify(q));
+    if (pushed)
+        virtio_signal_used(&fs->dev, index);
+    if (r < 0) {
+        fs->broken = true;
+        virtio_needs_reset(&fs->dev);
+    }
+}
+
+static void fs_queue_notify(struct virtio_device *dev, unsigned index)
+{
+    struct virtio_fs *fs = to_fs(dev);
+    if (index < FS_NUM_QUEUES && queue_usable(fs, index))
+        drain(fs, index);
+}
+
+static void fs_config_read(struct virtio_device *dev, uint32_t offset, uint8_t *data,
+                           unsigned size)
+{
+    memcpy(data, to_fs(dev)->config + offset, size);
+}
+
+/* Requests kicked before DRIVER_OK were left queued (2.1.2): serve them now. */
+static void fs_activate(struct virtio_device *dev)
+{
+    struct virtio_fs *fs = to_fs(dev);
+    fs->active = true;
+    for (unsigned i = 0; i < FS_NUM_QUEUES; i++)
+        if (queue_usable(fs, i))
+            drain(fs, i);
+}
+
+static void fs_reset(struct virtio_device *dev)
+{
+    struct virtio_fs *fs = to_fs(dev);
+    fs->active = false;
+    fs->broken = false;
+    fuse_server_reset(fs->server);
+}
+
+static void fs_destroy(struct virtio_device *dev)
+{
+    struct virtio_fs *fs = to_fs(dev);
+    fuse_server_destroy(fs->server);
+    free(fs);
+}
+
+static const struct virtio_device_ops fs_ops = {
+    .queue_notify = fs_queue_notify,
+    .config_read = fs_config_read,
+    .activate = fs_activate,
+    .reset = fs_reset,
+    .destroy = fs_destroy,
+};
+
+struct virtio_device *virtio_fs_new(const char *tag, struct fuse_server *server)
+{
+    size_t len = tag ? strlen(tag) : 0;
+    if (len == 0 || len > VIRTIO_FS_TAG_MAX || !server)
+        return NULL;
+    struct virtio_fs *fs = calloc(1, sizeof(*fs));
+    if (!fs)
+        return NULL;
+    fs->server = server;
+    memcpy(fs->config, tag, len);
+    uint32_t queues = htole32(1);
+    memcpy(fs->config + VIRTIO_FS_TAG_MAX, &queues, sizeof(queues));
+    fs->dev = (struct virtio_device){
+        .ops = &fs_ops,
+        .device_id = VIRTIO_ID_FS,
+        .config_size = FS_CONFIG_SIZE,
+        .num_queues = FS_NUM_QUEUES,
+        .queue_max_size = FS_QUEUE_SIZE,
+    };
+    return &fs->dev;
+}
