@@ -192,21 +192,31 @@ static struct snapshot snapshot(struct harness *h)
 
 typedef bool frame_match_fn(const uint8_t *f, size_t len, const void *want);
 
-/* Waits for a delivered frame that matches; returns its index or -1 after WAIT_MS. */
-static int wait_frame(struct harness *h, frame_match_fn *match, const void *want)
+static unsigned count_frames(struct harness *h, frame_match_fn *match, const void *want)
 {
-    for (int waited = 0; waited < WAIT_MS; waited += 5) {
-        pthread_mutex_lock(&h->lock);
-        for (unsigned i = 0; i < h->count; i++) {
-            if (match(h->frames[i], h->lens[i], want)) {
-                pthread_mutex_unlock(&h->lock);
-                return (int)i;
-            }
-        }
-        pthread_mutex_unlock(&h->lock);
+    unsigned n = 0;
+    pthread_mutex_lock(&h->lock);
+    for (unsigned i = 0; i < h->count; i++)
+        n += match(h->frames[i], h->lens[i], want);
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}
+
+/* Waits up to ms for at least n delivered frames that match. */
+static bool wait_frames(struct harness *h, frame_match_fn *match, const void *want, unsigned n,
+                        int ms)
+{
+    for (int waited = 0; waited < ms; waited += 5) {
+        if (count_frames(h, match, want) >= n)
+            return true;
         nanosleep(&(struct timespec){0, 5000000}, NULL);
     }
-    return -1;
+    return false;
+}
+
+static bool wait_frame(struct harness *h, frame_match_fn *match, const void *want)
+{
+    return wait_frames(h, match, want, 1, WAIT_MS);
 }
 
 static unsigned frames_seen(struct harness *h)
@@ -292,7 +302,7 @@ static void expect_dhcp_offer(struct harness *h, enum net_policy_mode policy)
     struct frame_arg f;
     f.len = frame_dhcp_discover(f.buf);
     inject(h, &f);
-    assert_true(wait_frame(h, is_dhcp_offer, NULL) >= 0);
+    assert_true(wait_frame(h, is_dhcp_offer, NULL));
     assert_int_equal(snapshot(h).stats.tx_frames, 1);
 }
 
@@ -309,12 +319,12 @@ static void test_arp_reply(void **state)
     start(h, NET_POLICY_HOST_ONLY, NULL, 0);
     guest_arp(h);
     uint32_t gw = NET_SLIRP_GATEWAY;
-    assert_true(wait_frame(h, is_arp_reply_from, &gw) >= 0);
+    assert_true(wait_frame(h, is_arp_reply_from, &gw));
     struct frame_arg f;
     f.len = frame_arp_request(f.buf, NET_SLIRP_GUEST, NET_SLIRP_DNS);
     inject(h, &f);
     uint32_t dns = NET_SLIRP_DNS;
-    assert_true(wait_frame(h, is_arp_reply_from, &dns) >= 0);
+    assert_true(wait_frame(h, is_arp_reply_from, &dns));
 }
 
 /* Frames to the internet are counted and dropped: slirp opens no socket for them and sends
@@ -325,7 +335,7 @@ static void test_host_only_drops_before_slirp(void **state)
     start(h, NET_POLICY_HOST_ONLY, NULL, 0);
     guest_arp(h);
     uint32_t gw = NET_SLIRP_GATEWAY;
-    assert_true(wait_frame(h, is_arp_reply_from, &gw) >= 0);
+    assert_true(wait_frame(h, is_arp_reply_from, &gw));
     struct snapshot before = snapshot(h);
     unsigned seen = frames_seen(h);
 
@@ -368,7 +378,26 @@ static void test_forward_reaches_guest(void **state)
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
     uint16_t guest_port = 8080;
-    assert_true(wait_frame(h, is_syn_to_guest, &guest_port) >= 0);
+    assert_true(wait_frame(h, is_syn_to_guest, &guest_port));
+    close(s);
+}
+
+/* Nothing but slirp's timers makes it send again: an unanswered SYN is retransmitted (after
+ * its 3 s initial timeout), so the timerfd does drive slirp's TCP timers. */
+static void test_timers_retransmit_syn(void **state)
+{
+    struct harness *h = *state;
+    uint16_t port = free_port();
+    struct net_slirp_forward fwd = {.udp = false, .host_port = port, .guest_port = 22};
+    start(h, NET_POLICY_OPEN, &fwd, 1);
+    guest_arp(h);
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    uint16_t guest_port = 22;
+    assert_true(wait_frame(h, is_syn_to_guest, &guest_port));
+    assert_true(wait_frames(h, is_syn_to_guest, &guest_port, 2, 10000));
     close(s);
 }
 
@@ -413,6 +442,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arp_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_only_drops_before_slirp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_reaches_guest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_timers_retransmit_syn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_port_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_bad_address, setup, teardown),
     };
