@@ -366,20 +366,25 @@ static void test_host_only_drops_before_slirp(void **state)
     close(listener);
 }
 
-static void test_forward_reaches_guest(void **state)
+/* Forwards a free host port to guest_port, connects to it from the host and waits for the
+ * SYN slirp sends the guest for it; returns the host's socket. */
+static int connect_forward(struct harness *h, enum net_policy_mode policy, uint16_t guest_port)
 {
-    struct harness *h = *state;
     uint16_t port = free_port();
-    struct net_slirp_forward fwd = {.udp = false, .host_port = port, .guest_port = 8080};
-    start(h, NET_POLICY_HOST_ONLY, &fwd, 1);
+    struct net_slirp_forward fwd = {.udp = false, .host_port = port, .guest_port = guest_port};
+    start(h, policy, &fwd, 1);
     guest_arp(h);
     int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    uint16_t guest_port = 8080;
     assert_true(wait_frame(h, is_syn_to_guest, &guest_port));
-    close(s);
+    return s;
+}
+
+static void test_forward_reaches_guest(void **state)
+{
+    close(connect_forward(*state, NET_POLICY_HOST_ONLY, 8080));
 }
 
 /* Nothing but slirp's timers makes it send again: an unanswered SYN is retransmitted (after
@@ -387,16 +392,8 @@ static void test_forward_reaches_guest(void **state)
 static void test_timers_retransmit_syn(void **state)
 {
     struct harness *h = *state;
-    uint16_t port = free_port();
-    struct net_slirp_forward fwd = {.udp = false, .host_port = port, .guest_port = 22};
-    start(h, NET_POLICY_OPEN, &fwd, 1);
-    guest_arp(h);
-    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    int s = connect_forward(h, NET_POLICY_OPEN, 22);
     uint16_t guest_port = 22;
-    assert_true(wait_frame(h, is_syn_to_guest, &guest_port));
     assert_true(wait_frames(h, is_syn_to_guest, &guest_port, 2, 10000));
     close(s);
 }

@@ -10,6 +10,8 @@
  * (kept in step with what slirp_pollfds_fill asks for after every event), and its timers (TCP
  * timers and slirp's own) share one timerfd, since the loop's only prepare hook belongs to
  * vm.c. Create, use and free the backend on the I/O thread (or before the loop runs).
+ * libslirp asks to be polled at least once a second (every 2 ms while a delayed ACK is due),
+ * so the I/O thread wakes that often while the backend exists.
  */
 #ifndef COVE_NET_SLIRP_H
 #define COVE_NET_SLIRP_H
