@@ -10,6 +10,7 @@ packages=(
     libcmocka-dev                                  # unit tests
     clang libclang-rt-14-dev                       # libFuzzer targets (tests/fuzz)
     liburing-dev                                   # virtio-blk I/O
+    libslirp-dev libglib2.0-dev                    # user-mode NAT networking (slirp.pc needs glib's)
     linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils  # the guest kernel
     busybox-static                                 # the default guest userspace
     e2fsprogs                                      # disk images for the tests (mke2fs -d, debugfs)

@@ -1,0 +1,418 @@
+/*
+ * virtio-net: transmitted frames reach the backend with the header stripped, and only sane
+ * ones; frames for the guest fill one posted buffer, or several with MRG_RXBUF (num_buffers
+ * says how many), wait in the backend's bounded queue while the guest has posted too little,
+ * and never spill outside the buffers; a malformed ring asks for a reset.
+ *
+ * The test is the driver (rings in fake guest RAM), the transport (fake_driver.h) and the
+ * backend (a fake that records what it is sent; frames for the guest are injected with
+ * net_backend_deliver, as a real backend would).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "arch/x86_64/layout.h"
+#include "fake_driver.h"
+#include "guest_mem.h"
+#include "virtio/net.h"
+
+#define MEM_SIZE (1 * X86_MiB)
+#define QSIZE 16
+#define RXQ 0
+#define TXQ 1
+#define RING_GPA(q) (0x1000ULL + 0x3000ULL * (q))
+#define DATA_GPA 0x10000ULL
+#define OUTSIDE_RAM 0x40000000ULL
+#define HDR VIRTIO_NET_HDR_SIZE
+
+static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
+
+struct fake_backend {
+    struct net_backend be;
+    unsigned sent;
+    size_t last_len;
+    uint8_t last[NET_FRAME_MAX];
+};
+
+static void fake_send(struct net_backend *be, const uint8_t *frame, size_t len)
+{
+    struct fake_backend *fb = (struct fake_backend *)be;
+    fb->sent++;
+    fb->last_len = len;
+    memcpy(fb->last, frame, len);
+}
+
+static void fake_destroy(struct net_backend *be) { free(be); }
+
+static const struct net_backend_ops fake_ops = {.send = fake_send, .destroy = fake_destroy};
+
+struct bench {
+    struct guest_mem mem;
+    struct virtio_device *dev;
+    struct fake_backend *fb;
+    struct virtq queues[2];
+    bool enabled[2];
+    struct fake_transport t;
+    struct fake_ring ring[2];
+    uint64_t next_data;
+};
+
+static void enable_queues(struct bench *b)
+{
+    for (unsigned q = 0; q < 2; q++) {
+        memset(fake_ptr(&b->mem, RING_GPA(q), 0x3000), 0, 0x3000);
+        fake_ring_init(&b->ring[q], &b->mem, QSIZE, RING_GPA(q));
+        assert_int_equal(virtq_init(&b->queues[q], &b->mem, QSIZE, b->ring[q].desc,
+                                    b->ring[q].avail, b->ring[q].used, false, false), 0);
+        b->enabled[q] = true;
+    }
+}
+
+static int setup(void **state)
+{
+    struct bench *b = calloc(1, sizeof(*b));
+    assert_non_null(b);
+    assert_int_equal(guest_mem_create(&b->mem, MEM_SIZE, X86_PCI_HOLE_START, X86_HIGH_RAM_START),
+                     0);
+    b->next_data = DATA_GPA;
+    b->fb = calloc(1, sizeof(*b->fb));
+    assert_non_null(b->fb);
+    struct net_policy open_policy = {NET_POLICY_OPEN, 0, 0};
+    net_backend_init(&b->fb->be, &fake_ops, &open_policy);
+    b->dev = virtio_net_new(mac, &b->fb->be);
+    assert_non_null(b->dev);
+    enable_queues(b);
+    b->dev->queues = b->queues;
+    b->dev->queue_enabled = b->enabled;
+    b->dev->transport_ops = &fake_transport_ops;
+    b->dev->transport = &b->t;
+    b->dev->driver_features = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC |
+                              1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_MRG_RXBUF;
+    *state = b;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct bench *b = *state;
+    b->dev->ops->destroy(b->dev);
+    guest_mem_destroy(&b->mem);
+    free(b);
+    return 0;
+}
+
+/* ---- The driver. ---- */
+
+/* A zeroed buffer followed by a 16-byte 0xaa canary the device must not touch. */
+static uint64_t alloc_buf(struct bench *b, uint32_t len)
+{
+    uint64_t gpa = b->next_data;
+    memset(fake_ptr(&b->mem, gpa, len), 0, len);
+    memset(fake_ptr(&b->mem, gpa + len, 16), 0xaa, 16);
+    b->next_data = (gpa + len + 16 + 15) & ~15ULL;
+    return gpa;
+}
+
+static bool canary_intact(struct bench *b, uint64_t gpa, uint32_t len)
+{
+    const uint8_t *p = fake_ptr(&b->mem, gpa + len, 16);
+    for (int i = 0; i < 16; i++)
+        if (p[i] != 0xaa)
+            return false;
+    return true;
+}
+
+static void activate(struct bench *b) { b->dev->ops->activate(b->dev); }
+static void kick(struct bench *b, unsigned q) { b->dev->ops->queue_notify(b->dev, q); }
+
+static void fill_pattern(uint8_t *p, size_t len, uint8_t seed)
+{
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(seed + i * 7);
+}
+
+/* A transmit chain: a header (flags, gso_type) in its own descriptor, then a frame of len
+ * bytes filled with the pattern. */
+static uint16_t post_tx(struct bench *b, uint8_t flags, uint8_t gso, uint32_t len)
+{
+    uint64_t hdr = alloc_buf(b, HDR), data = alloc_buf(b, len);
+    uint8_t *h = fake_ptr(&b->mem, hdr, HDR);
+    h[0] = flags;
+    h[1] = gso;
+    fill_pattern(fake_ptr(&b->mem, data, len), len, 1);
+    struct fake_buf bufs[2] = {{hdr, HDR, false}, {data, len, false}};
+    return fake_post(&b->ring[TXQ], bufs, 2);
+}
+
+static uint64_t post_rx(struct bench *b, uint32_t len)
+{
+    uint64_t gpa = alloc_buf(b, len);
+    struct fake_buf buf = {gpa, len, true};
+    fake_post(&b->ring[RXQ], &buf, 1);
+    return gpa;
+}
+
+static void deliver(struct bench *b, size_t len, uint8_t seed)
+{
+    static uint8_t frame[NET_FRAME_MAX];
+    fill_pattern(frame, len, seed);
+    net_backend_deliver(&b->fb->be, frame, len);
+}
+
+static uint16_t num_buffers(struct bench *b, uint64_t gpa)
+{
+    return fake_get16(&b->mem, gpa + 10);
+}
+
+/* ---- Tests. ---- */
+
+static void test_identity_and_config(void **state)
+{
+    struct bench *b = *state;
+    assert_int_equal(b->dev->device_id, VIRTIO_ID_NET);
+    assert_int_equal(b->dev->num_queues, 2);
+    uint64_t f = b->dev->device_features;
+    assert_true(f & 1ULL << VIRTIO_NET_F_MAC);
+    assert_true(f & 1ULL << VIRTIO_NET_F_MRG_RXBUF);
+    assert_true(f & 1ULL << VIRTIO_NET_F_STATUS);
+    assert_false(f & 1ULL << VIRTIO_NET_F_CSUM);
+    uint8_t cfg[8];
+    b->dev->ops->config_read(b->dev, 0, cfg, sizeof(cfg));
+    assert_memory_equal(cfg, mac, 6);
+    assert_int_equal(cfg[6] | cfg[7] << 8, VIRTIO_NET_S_LINK_UP);
+    uint8_t tail[4];
+    b->dev->ops->config_read(b->dev, 6, tail, sizeof(tail));
+    assert_int_equal(tail[0], 1);
+    assert_int_equal(tail[2] | tail[3], 0);
+}
+
+static void test_tx_frame_reaches_backend(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint16_t head = post_tx(b, 0, 0, 60);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 1);
+    assert_int_equal(b->fb->last_len, 60);
+    uint8_t want[60];
+    fill_pattern(want, sizeof(want), 1);
+    assert_memory_equal(b->fb->last, want, sizeof(want));
+    assert_int_equal(fake_used_idx(&b->ring[TXQ]), 1);
+    assert_int_equal(fake_used_id(&b->ring[TXQ], 0), head);
+    assert_int_equal(fake_used_len(&b->ring[TXQ], 0), 0);
+    assert_int_equal(b->t.signals[TXQ], 1);
+}
+
+/* Too short, too long, writable, asking for offloads: all returned, none handed on. */
+static void test_tx_bad_chains_refused(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    post_tx(b, 0, 0, NET_FRAME_MIN - 1);
+    post_tx(b, 0, 0, NET_FRAME_MAX + 1);
+    post_tx(b, 1, 0, 60); /* NEEDS_CSUM */
+    post_tx(b, 0, 1, 60); /* GSO_TCPV4 */
+    struct fake_buf bufs[2] = {{alloc_buf(b, 80), 80, false}, {alloc_buf(b, 16), 16, true}};
+    fake_post(&b->ring[TXQ], bufs, 2);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 0);
+    assert_int_equal(virtio_net_stats(b->dev)->tx_bad, 5);
+    assert_int_equal(fake_used_idx(&b->ring[TXQ]), 5);
+    assert_int_equal(b->t.needs_reset, 0);
+    post_tx(b, 0, 0, NET_FRAME_MAX);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 1);
+    assert_int_equal(b->fb->last_len, NET_FRAME_MAX);
+}
+
+static void test_rx_single_buffer(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint64_t gpa = post_rx(b, 1526);
+    deliver(b, 100, 3);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 1);
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 0), HDR + 100);
+    assert_int_equal(num_buffers(b, gpa), 1);
+    const uint8_t *p = fake_ptr(&b->mem, gpa, HDR + 100);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(p[i], 0);
+    uint8_t want[100];
+    fill_pattern(want, sizeof(want), 3);
+    assert_memory_equal(p + HDR, want, sizeof(want));
+    assert_true(canary_intact(b, gpa, 1526));
+    assert_int_equal(b->t.signals[RXQ], 1);
+}
+
+static void test_rx_merges_buffers(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint64_t gpa[3];
+    for (int i = 0; i < 3; i++)
+        gpa[i] = post_rx(b, 512);
+    deliver(b, 1200, 5);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 3);
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 0), 512);
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 1), 512);
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 2), HDR + 1200 - 1024);
+    assert_int_equal(num_buffers(b, gpa[0]), 3);
+    uint8_t got[HDR + 1200], want[1200];
+    for (int i = 0; i < 3; i++)
+        memcpy(got + 512 * i, fake_ptr(&b->mem, gpa[i], i < 2 ? 512 : 188), i < 2 ? 512 : 188);
+    fill_pattern(want, sizeof(want), 5);
+    assert_memory_equal(got + HDR, want, sizeof(want));
+    for (int i = 0; i < 3; i++)
+        assert_true(canary_intact(b, gpa[i], 512));
+}
+
+/* Too few buffers for a merged frame: nothing is used and the frame waits; once the guest
+ * posts more, it goes in whole, starting with the buffer it was offered first. */
+static void test_rx_waits_for_enough_buffers(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint64_t first = post_rx(b, 512);
+    deliver(b, 1200, 7);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 0);
+    assert_int_equal(b->fb->be.rxq_count, 1);
+    post_rx(b, 512);
+    post_rx(b, 512);
+    kick(b, RXQ);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 3);
+    assert_int_equal(num_buffers(b, first), 3);
+    assert_int_equal(b->fb->be.rxq_count, 0);
+}
+
+/* Without MRG_RXBUF a frame needs one buffer that holds it; one that does not is dropped so
+ * it cannot block the frames behind it, and the buffer stays for the next. */
+static void test_rx_without_merge(void **state)
+{
+    struct bench *b = *state;
+    b->dev->driver_features &= ~(1ULL << VIRTIO_NET_F_MRG_RXBUF);
+    activate(b);
+    uint64_t gpa = post_rx(b, 512);
+    deliver(b, 600, 1);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 0);
+    assert_int_equal(virtio_net_stats(b->dev)->rx_toobig, 1);
+    deliver(b, 400, 2);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 1);
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 0), HDR + 400);
+    assert_int_equal(num_buffers(b, gpa), 1);
+}
+
+/* A frame no full ring could hold is dropped, and the buffers stay posted. */
+static void test_rx_frame_larger_than_ring(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    for (int i = 0; i < QSIZE; i++)
+        post_rx(b, 64);
+    deliver(b, 2000, 1);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 0);
+    assert_int_equal(virtio_net_stats(b->dev)->rx_toobig, 1);
+    assert_int_equal(b->fb->be.rxq_count, 0);
+    deliver(b, 100, 1);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 2);
+}
+
+static void test_rx_buffer_smaller_than_header(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    post_rx(b, HDR - 1);
+    uint64_t gpa = post_rx(b, 256);
+    deliver(b, 60, 1);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 2);
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 0), 0);
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 1), HDR + 60);
+    assert_int_equal(num_buffers(b, gpa), 1);
+    assert_int_equal(virtio_net_stats(b->dev)->rx_bad, 1);
+}
+
+/* A guest that posts nothing: frames wait up to the backend's cap, the rest are dropped. */
+static void test_rx_bounded_without_buffers(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    for (int i = 0; i < 1000; i++)
+        deliver(b, 60, (uint8_t)i);
+    assert_int_equal(b->fb->be.rxq_count, NET_RXQ_MAX_FRAMES);
+    assert_int_equal(net_backend_stats(&b->fb->be)->rx_dropped, 1000 - NET_RXQ_MAX_FRAMES);
+    for (int i = 0; i < QSIZE; i++)
+        post_rx(b, 128);
+    kick(b, RXQ);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), QSIZE);
+    assert_int_equal(b->fb->be.rxq_count, NET_RXQ_MAX_FRAMES - QSIZE);
+}
+
+static void test_waits_for_activate(void **state)
+{
+    struct bench *b = *state;
+    post_tx(b, 0, 0, 60);
+    kick(b, TXQ);
+    post_rx(b, 256);
+    deliver(b, 60, 1); /* dropped: no driver yet */
+    assert_int_equal(b->fb->sent, 0);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 0);
+    activate(b);
+    assert_int_equal(b->fb->sent, 1);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 0);
+}
+
+static void test_malformed_ring_needs_reset(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    struct fake_buf bad = {OUTSIDE_RAM, 100, false};
+    fake_post(&b->ring[TXQ], &bad, 1);
+    kick(b, TXQ);
+    assert_int_equal(b->t.needs_reset, 1);
+    assert_int_equal(b->fb->sent, 0);
+    post_tx(b, 0, 0, 60);
+    kick(b, TXQ); /* ignored until the reset */
+    assert_int_equal(b->fb->sent, 0);
+    b->dev->ops->reset(b->dev);
+    enable_queues(b);
+    activate(b);
+    post_tx(b, 0, 0, 60);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 1);
+}
+
+static void test_reset_drops_queued_frames(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    deliver(b, 60, 1);
+    assert_int_equal(b->fb->be.rxq_count, 1);
+    b->dev->ops->reset(b->dev);
+    assert_int_equal(b->fb->be.rxq_count, 0);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_identity_and_config),
+        T(test_tx_frame_reaches_backend),
+        T(test_tx_bad_chains_refused),
+        T(test_rx_single_buffer),
+        T(test_rx_merges_buffers),
+        T(test_rx_waits_for_enough_buffers),
+        T(test_rx_without_merge),
+        T(test_rx_frame_larger_than_ring),
+        T(test_rx_buffer_smaller_than_header),
+        T(test_rx_bounded_without_buffers),
+        T(test_waits_for_activate),
+        T(test_malformed_ring_needs_reset),
+        T(test_reset_drops_queued_frames),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
