@@ -52,6 +52,10 @@ struct run_options {
     char **env;
     size_t env_count;
     uint64_t timeout_ms; /* 0: no limit */
+
+    /* " cove.mount=TAG:PATH[:ro]" for each --share, for cove-agent on the kernel command line */
+    char *mount_words;
+    unsigned share_count;
 };
 
 void run_options_free(struct run_options *opts);
@@ -71,6 +75,7 @@ enum {
     OPT_BOOT_TIMER,
     OPT_SECRET,
     OPT_TIMEOUT,
+    OPT_SHARE,
 };
 
 /* The default kernel command line: the serial console, quiet, and no waiting after a panic. */
@@ -79,6 +84,12 @@ enum {
 /* Applies -i, -t, -e, -w, -u, --secret or --timeout (command_options.c). Returns 0, or -1 after
  * printing one line. */
 int apply_command_option(struct run_options *opts, int opt, const char *arg);
+
+/* --share HOST_DIR:GUEST_PATH[:ro] (shares.c): a share in config, a mount for the agent. */
+int parse_share(cove_config *config, struct run_options *opts, const char *arg);
+/* The kernel command line with the shares' mount words in front of any " -- " (after it they
+ * would become init's arguments). Returns a new string, or NULL when out of memory. */
+char *cmdline_with_mounts(const char *cmdline, const struct run_options *opts);
 
 /*
  * Fills in the bundled guest (kernel, initramfs) where the user gave none. Returns 0, or -1

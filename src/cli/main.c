@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <termios.h>
 #include <time.h>
@@ -40,6 +41,9 @@ static void usage(FILE *out)
             "                       repeatable, at most 16. ro: read-only; cache=none: O_DIRECT,\n"
             "                       cache=host: page cache (default); serial=ID: up to 20 bytes.\n"
             "                       Write a comma in PATH or ID as ,,\n"
+            "  --share HOST_DIR:GUEST_PATH[:ro]\n"
+            "                       share a host directory (virtio-fs); cove-agent mounts it\n"
+            "                       at GUEST_PATH. ro: read-only. Repeatable, at most 8\n"
             "  --rng, --no-rng      virtio-rng entropy device (default on here, unlike in\n"
             "                       libcove: a CI guest needs entropy at boot)\n"
             "  --boot-timer         report when the guest's init signalled boot-complete\n"
@@ -221,6 +225,8 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
         return parse_serial(config, arg);
     case OPT_DISK:
         return parse_disk(config, arg);
+    case OPT_SHARE:
+        return parse_share(config, opts, arg);
     case OPT_RNG:
     case OPT_NO_RNG:
         cove_config_set_entropy(config, opt == OPT_RNG);
@@ -254,6 +260,7 @@ static int parse_run_args(int argc, char **argv, cove_config *config, struct run
         {"workdir", required_argument, NULL, 'w'},
         {"user", required_argument, NULL, 'u'},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"share", required_argument, NULL, OPT_SHARE},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -388,6 +395,19 @@ static int run_vm(const cove_config *config, const struct run_options *opts, uin
     return status;
 }
 
+static int add_mounts_to_cmdline(cove_config *config, const struct run_options *opts)
+{
+    if (!opts->mount_words)
+        return 0;
+    const char *cmdline = cove_config_cmdline(config);
+    char *with_mounts = cmdline_with_mounts(cmdline ? cmdline : "", opts);
+    int r = with_mounts ? cove_config_set_cmdline(config, with_mounts) : -1;
+    free(with_mounts);
+    if (r < 0)
+        fprintf(stderr, "cove: out of memory\n");
+    return r;
+}
+
 static int cmd_run(int argc, char **argv, uint64_t started_ns)
 {
     cove_config *config = cove_config_new();
@@ -404,6 +424,7 @@ static int cmd_run(int argc, char **argv, uint64_t started_ns)
     int status;
     if (parsed < 0 || apply_default_image(config, &opts) < 0 ||
         (!opts.cmdline_given && cove_config_set_cmdline(config, DEFAULT_CMDLINE) < 0) ||
+        add_mounts_to_cmdline(config, &opts) < 0 ||
         report_problems(config) < 0)
         status = with_command ? EXIT_EXEC_COVE_FAILED : EXIT_USAGE;
     else if (with_command)
@@ -429,6 +450,13 @@ int main(int argc, char **argv)
     uint64_t started_ns = monotonic_ns();
     /* A console reader that goes away (cove run | head) must not kill the VMM mid-write. */
     signal(SIGPIPE, SIG_IGN);
+    /* A shared directory holds a descriptor per inode the guest caches (libcove caps that at
+     * half the soft limit): give it all the process may have. */
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

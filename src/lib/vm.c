@@ -39,6 +39,7 @@
 #include "hv/kvm_msi.h"
 #include "io_loop.h"
 #include "virtio/blk.h"
+#include "virtio/fs.h"
 #include "virtio/console.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
@@ -46,7 +47,7 @@
 #include "vm_internal.h"
 
 /* Virtio functions on the PCI bus: the disks, a console and an entropy source. */
-#define VM_MAX_VIRTIO (COVE_DISK_MAX + 3)
+#define VM_MAX_VIRTIO (COVE_DISK_MAX + COVE_SHARE_MAX + 3)
 /* MSI routes: one per queue plus one for configuration changes, for every function. */
 #define VM_MAX_MSI_ROUTES 256
 
@@ -688,6 +689,25 @@ static int add_virtio(cove_vm *vm, struct virtio_device *dev, cove_error *error)
     return 0;
 }
 
+/* One share: its FUSE server, then the virtio-fs device that owns it. */
+static int add_share(cove_vm *vm, const struct cove_share_config *share, cove_error *error)
+{
+    const struct fuse_server_options options = {.read_only = share->read_only};
+    struct fuse_server *server;
+    int r = fuse_server_new(share->host_dir, &options, &server);
+    if (r < 0) {
+        snprintf(error->message, sizeof(error->message), "share '%s': directory '%s': %s",
+                 share->tag, share->host_dir, strerror(-r));
+        return r;
+    }
+    struct virtio_device *dev = virtio_fs_new(share->tag, server);
+    if (!dev) {
+        fuse_server_destroy(server);
+        return fail(error, -ENOMEM, "%s", "out of memory creating a virtio-fs device");
+    }
+    return add_virtio(vm, dev, error);
+}
+
 static int create_virtio_devices(cove_vm *vm, cove_error *error)
 {
     int r = 0;
@@ -704,6 +724,8 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
                            disk->serial, error->message, sizeof(error->message));
         r = blk ? add_virtio(vm, blk, error) : -EINVAL;
     }
+    for (size_t i = 0; r == 0 && i < vm->config->share_count; i++)
+        r = add_share(vm, &vm->config->shares[i], error);
     if (r == 0 && vm->config->entropy)
         r = add_virtio(vm, virtio_rng_new(), error);
     if (r == 0 && vm->config->vsock) {

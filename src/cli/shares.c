@@ -1,0 +1,84 @@
+/*
+ * --share HOST_DIR:GUEST_PATH[:ro]: a virtio-fs share in the configuration, and a
+ * "cove.mount=TAG:GUEST_PATH[:ro]" word on the kernel command line, by which cove-agent mounts
+ * it when the guest boots. Tags are made up here (share0, share1, ...): users name the mount
+ * point, not the tag.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The guest path travels on the kernel command line, where a space or quote would split it. */
+static bool usable_guest_path(const char *path, size_t len)
+{
+    if (len == 0 || path[0] != '/' || len > 200)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (path[i] == ' ' || path[i] == '\t' || path[i] == '"' || path[i] == ':' ||
+            path[i] == '\n')
+            return false;
+    return true;
+}
+
+static int add_mount_word(struct run_options *opts, const char *tag, const char *path,
+                          size_t path_len, bool read_only)
+{
+    size_t old = opts->mount_words ? strlen(opts->mount_words) : 0;
+    size_t add = strlen(" cove.mount=") + strlen(tag) + 1 + path_len + 3 + 1;
+    char *grown = realloc(opts->mount_words, old + add);
+    if (!grown) {
+        fprintf(stderr, "cove: out of memory\n");
+        return -1;
+    }
+    snprintf(grown + old, add, " cove.mount=%s:%.*s%s", tag, (int)path_len, path,
+             read_only ? ":ro" : "");
+    opts->mount_words = grown;
+    return 0;
+}
+
+int parse_share(cove_config *config, struct run_options *opts, const char *arg)
+{
+    size_t len = strlen(arg);
+    bool read_only = len > 3 && strcmp(arg + len - 3, ":ro") == 0;
+    if (read_only || (len > 3 && strcmp(arg + len - 3, ":rw") == 0))
+        len -= 3;
+    const char *colon = memrchr(arg, ':', len);
+    if (!colon || colon == arg) {
+        fprintf(stderr, "cove: --share '%s': use HOST_DIR:GUEST_PATH[:ro]\n", arg);
+        return -1;
+    }
+    const char *guest = colon + 1;
+    size_t guest_len = len - (size_t)(guest - arg);
+    if (!usable_guest_path(guest, guest_len)) {
+        fprintf(stderr,
+                "cove: --share '%s': the guest path must be absolute, at most 200 bytes, "
+                "without spaces, quotes or colons\n", arg);
+        return -1;
+    }
+    char *host = strndup(arg, (size_t)(colon - arg));
+    char tag[16];
+    snprintf(tag, sizeof(tag), "share%u", opts->share_count);
+    int r = host ? cove_config_add_share(config, tag, host, read_only) : -1;
+    free(host);
+    if (r < 0) {
+        fprintf(stderr, "cove: --share '%s': out of memory\n", arg);
+        return -1;
+    }
+    opts->share_count++;
+    return add_mount_word(opts, tag, guest, guest_len, read_only);
+}
+
+char *cmdline_with_mounts(const char *cmdline, const struct run_options *opts)
+{
+    const char *words = opts->mount_words ? opts->mount_words : "";
+    const char *dashes = strncmp(cmdline, "-- ", 3) == 0 ? cmdline : strstr(cmdline, " -- ");
+    size_t head = dashes ? (size_t)(dashes - cmdline) : strlen(cmdline);
+    size_t len = strlen(cmdline) + strlen(words) + 2;
+    char *out = malloc(len);
+    if (out)
+        snprintf(out, len, "%.*s%s%s%s", (int)head, cmdline, words,
+                 dashes && dashes == cmdline ? " " : "", cmdline + head);
+    return out;
+}
