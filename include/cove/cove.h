@@ -140,6 +140,41 @@ const char *cove_config_share(const cove_config *config, size_t index, const cha
                               bool *read_only);
 
 /*
+ * Networking: a virtio-net device. COVE_NETWORK_NAT is user-mode NAT through libslirp, with
+ * no root and no host set-up: the guest is 10.0.2.15/24, the host is reachable at 10.0.2.2
+ * (its loopback), DNS at 10.0.2.3 (relayed to the host's resolver). COVE_POLICY_HOST_ONLY lets
+ * the guest reach only the host alias and DNS (no outbound internet), enforced in the VMM.
+ */
+typedef enum cove_network_kind {
+    COVE_NETWORK_NONE, /* no network device (the default) */
+    COVE_NETWORK_NAT,
+} cove_network_kind;
+
+typedef enum cove_network_policy {
+    COVE_POLICY_OPEN,
+    COVE_POLICY_HOST_ONLY,
+} cove_network_policy;
+
+/* mac: "aa:bb:cc:dd:ee:ff" (unicast), or NULL for cove's fixed locally administered one. */
+int cove_config_set_network(cove_config *config, cove_network_kind kind,
+                            cove_network_policy policy, const char *mac);
+cove_network_kind cove_config_network(const cove_config *config, cove_network_policy *policy);
+
+/* A host port forwarded into the guest (like docker run --publish). */
+#define COVE_FORWARD_MAX 32
+typedef struct cove_port_forward {
+    bool udp;
+    const char *host_addr; /* dotted IPv4 to bind; NULL or "": 127.0.0.1 */
+    uint16_t host_port;
+    uint16_t guest_port;
+} cove_port_forward;
+
+/* Copied. Validation checks the fields; the port is bound when the VM starts, so one in use
+ * fails cove_vm_start with a line naming it, before the guest boots. */
+int cove_config_add_port_forward(cove_config *config, const cove_port_forward *forward);
+size_t cove_config_port_forward_count(const cove_config *config);
+
+/*
  * Sockets: a virtio-vsock device, stream sockets between host and guest (AF_VSOCK in the
  * guest, which reaches the host at COVE_VSOCK_HOST_CID). Off by default; cove_vm_exec needs it.
  *

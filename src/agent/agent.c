@@ -24,7 +24,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/input.h>
+#include <arpa/inet.h>
 #include <linux/vm_sockets.h>
+#include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -164,18 +168,21 @@ static int make_dirs(char *path)
     return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1;
 }
 
-/* The shares the host asked for with cove.mount=TAG:PATH[:ro] on the kernel command line. */
-static void mount_shares(void)
+/* The kernel command line, or "" when /proc is not there. */
+static void read_cmdline(char *cmdline, size_t len)
 {
-    char cmdline[4096];
+    cmdline[0] = '\0';
     int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return;
-    ssize_t n = read(fd, cmdline, sizeof(cmdline) - 1);
+    ssize_t n = read(fd, cmdline, len - 1);
     close(fd);
-    if (n <= 0)
-        return;
-    cmdline[n] = '\0';
+    cmdline[n > 0 ? n : 0] = '\0';
+}
+
+/* The shares the host asked for with cove.mount=TAG:PATH[:ro] on the kernel command line. */
+static void mount_shares(const char *cmdline)
+{
     const char *cursor = cmdline;
     struct agent_mount share;
     while (agent_next_mount(&cursor, &share)) {
@@ -184,6 +191,67 @@ static void mount_shares(void)
         else if (mount(share.tag, share.path, "virtiofs", share.read_only ? MS_RDONLY : 0, NULL) != 0)
             say("mount share %s on %s: %s", share.tag, share.path, strerror(errno));
     }
+}
+
+static void set_flags_up(int sock, const char *name)
+{
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    if (ioctl(sock, SIOCGIFFLAGS, &ifr) == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        if (ioctl(sock, SIOCSIFFLAGS, &ifr) == 0)
+            return;
+    }
+    say("%s up: %s", name, strerror(errno));
+}
+
+static void set_ipv4(int sock, const char *name, unsigned long request, const char *addr)
+{
+    struct ifreq ifr = {0};
+    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+    sin->sin_family = AF_INET;
+    inet_pton(AF_INET, addr, &sin->sin_addr);
+    if (ioctl(sock, request, &ifr) != 0)
+        say("%s address %s: %s", name, addr, strerror(errno));
+}
+
+static void add_default_route(int sock, const char *gateway)
+{
+    struct rtentry route = {0};
+    struct sockaddr_in *gw = (struct sockaddr_in *)&route.rt_gateway;
+    gw->sin_family = AF_INET;
+    inet_pton(AF_INET, gateway, &gw->sin_addr);
+    ((struct sockaddr_in *)&route.rt_dst)->sin_family = AF_INET;
+    ((struct sockaddr_in *)&route.rt_genmask)->sin_family = AF_INET;
+    route.rt_flags = RTF_UP | RTF_GATEWAY;
+    if (ioctl(sock, SIOCADDRT, &route) != 0 && errno != EEXIST)
+        say("default route via %s: %s", gateway, strerror(errno));
+}
+
+/*
+ * lo always; with cove.net=nat, eth0 as cove's NAT hands it out (QEMU's user-network
+ * addresses: 10.0.2.15/24, the host at 10.0.2.2, DNS at 10.0.2.3), set directly rather than
+ * by DHCP, which would only cost boot time for the same answer.
+ */
+static void setup_network(bool nat)
+{
+    int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (sock < 0)
+        return; /* a kernel without IPv4: nothing to set up */
+    set_flags_up(sock, "lo");
+    if (nat) {
+        set_ipv4(sock, "eth0", SIOCSIFADDR, "10.0.2.15");
+        set_ipv4(sock, "eth0", SIOCSIFNETMASK, "255.255.255.0");
+        set_flags_up(sock, "eth0");
+        add_default_route(sock, "10.0.2.2");
+        int fd = open("/etc/resolv.conf", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (fd < 0 || write(fd, "nameserver 10.0.2.3\n", 20) != 20)
+            say("/etc/resolv.conf: %s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+    }
+    close(sock);
 }
 
 static void setup_environment(void)
@@ -532,7 +600,10 @@ int main(int argc, char *argv[])
 {
     signal_boot_complete();
     setup_filesystems();
-    mount_shares();
+    char cmdline[4096];
+    read_cmdline(cmdline, sizeof(cmdline));
+    mount_shares(cmdline);
+    setup_network(agent_cmdline_has_word(cmdline, "cove.net=nat"));
     setup_environment();
 
     char *command = agent_join_args(argc, argv);

@@ -48,6 +48,19 @@ bool agent_describe_status(int status, char *buf, size_t len)
     return true;
 }
 
+bool agent_cmdline_has_word(const char *cmdline, const char *word)
+{
+    size_t len = strlen(word);
+    for (const char *p = cmdline; *p;) {
+        p += strspn(p, " \t\n");
+        size_t n = strcspn(p, " \t\n");
+        if (n == len && strncmp(p, word, len) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
 #define MOUNT_PREFIX "cove.mount="
 
 /* Parses "TAG:PATH[:ro]" (len bytes at word) into mount; false when malformed. */

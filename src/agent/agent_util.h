@@ -21,6 +21,9 @@ char *agent_join_args(int argc, char *const argv[]);
  */
 bool agent_describe_status(int status, char *buf, size_t len);
 
+/* Whether the kernel command line holds `word` as a whole word. */
+bool agent_cmdline_has_word(const char *cmdline, const char *word);
+
 /* One share to mount, from a "cove.mount=TAG:PATH[:ro]" word of the kernel command line. */
 struct agent_mount {
     char tag[37];    /* virtio-fs tags are at most 36 bytes */

@@ -53,9 +53,11 @@ struct run_options {
     size_t env_count;
     uint64_t timeout_ms; /* 0: no limit */
 
-    /* " cove.mount=TAG:PATH[:ro]" for each --share, for cove-agent on the kernel command line */
-    char *mount_words;
+    /* Words for cove-agent on the kernel command line: " cove.mount=TAG:PATH[:ro]" for each
+     * --share, " cove.net=nat" with NAT networking. */
+    char *agent_words;
     unsigned share_count;
+    bool net_given;
 };
 
 void run_options_free(struct run_options *opts);
@@ -76,6 +78,8 @@ enum {
     OPT_SECRET,
     OPT_TIMEOUT,
     OPT_SHARE,
+    OPT_NET,
+    OPT_PUBLISH,
 };
 
 /* The default kernel command line: the serial console, quiet, and no waiting after a panic. */
@@ -87,6 +91,13 @@ int apply_command_option(struct run_options *opts, int opt, const char *arg);
 
 /* --share HOST_DIR:GUEST_PATH[:ro] (shares.c): a share in config, a mount for the agent. */
 int parse_share(cove_config *config, struct run_options *opts, const char *arg);
+/* --net nat|host-only|none and --publish [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]
+ * (network_options.c). Without --net, a command gets NAT, a console boot no network. */
+int parse_net(cove_config *config, struct run_options *opts, const char *arg);
+int parse_publish(cove_config *config, const char *arg);
+int apply_default_network(cove_config *config, struct run_options *opts);
+int add_agent_word(struct run_options *opts, const char *word);
+
 /* The kernel command line with the shares' mount words in front of any " -- " (after it they
  * would become init's arguments). Returns a new string, or NULL when out of memory. */
 char *cmdline_with_mounts(const char *cmdline, const struct run_options *opts);

@@ -252,6 +252,6 @@ void run_options_free(struct run_options *opts)
     free(opts->env);
     opts->env = NULL;
     opts->env_count = 0;
-    free(opts->mount_words);
-    opts->mount_words = NULL;
+    free(opts->agent_words);
+    opts->agent_words = NULL;
 }

@@ -44,6 +44,10 @@ static void usage(FILE *out)
             "  --share HOST_DIR:GUEST_PATH[:ro]\n"
             "                       share a host directory (virtio-fs); cove-agent mounts it\n"
             "                       at GUEST_PATH. ro: read-only. Repeatable, at most 8\n"
+            "  --net KIND           nat (user-mode NAT; the default with a command), host-only\n"
+            "                       (NAT that reaches only the host, at 10.0.2.2) or none\n"
+            "  -p, --publish [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]\n"
+            "                       forward a host port (127.0.0.1 unless HOST_IP) to the guest\n"
             "  --rng, --no-rng      virtio-rng entropy device (default on here, unlike in\n"
             "                       libcove: a CI guest needs entropy at boot)\n"
             "  --boot-timer         report when the guest's init signalled boot-complete\n"
@@ -227,6 +231,11 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
         return parse_disk(config, arg);
     case OPT_SHARE:
         return parse_share(config, opts, arg);
+    case OPT_NET:
+        return parse_net(config, opts, arg);
+    case OPT_PUBLISH:
+    case 'p':
+        return parse_publish(config, arg);
     case OPT_RNG:
     case OPT_NO_RNG:
         cove_config_set_entropy(config, opt == OPT_RNG);
@@ -261,6 +270,8 @@ static int parse_run_args(int argc, char **argv, cove_config *config, struct run
         {"user", required_argument, NULL, 'u'},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"share", required_argument, NULL, OPT_SHARE},
+        {"net", required_argument, NULL, OPT_NET},
+        {"publish", required_argument, NULL, OPT_PUBLISH},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -268,7 +279,7 @@ static int parse_run_args(int argc, char **argv, cove_config *config, struct run
     int opt;
     bool ok = true;
     /* "+": the first word that is not an option starts the command, as with docker run. */
-    while ((opt = getopt_long(argc, argv, "+:hite:w:u:", long_options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:hite:w:u:p:", long_options, NULL)) != -1) {
         if (opt == 'h') {
             usage(stdout);
             exit(0);
@@ -397,7 +408,7 @@ static int run_vm(const cove_config *config, const struct run_options *opts, uin
 
 static int add_mounts_to_cmdline(cove_config *config, const struct run_options *opts)
 {
-    if (!opts->mount_words)
+    if (!opts->agent_words)
         return 0;
     const char *cmdline = cove_config_cmdline(config);
     char *with_mounts = cmdline_with_mounts(cmdline ? cmdline : "", opts);
@@ -424,6 +435,7 @@ static int cmd_run(int argc, char **argv, uint64_t started_ns)
     int status;
     if (parsed < 0 || apply_default_image(config, &opts) < 0 ||
         (!opts.cmdline_given && cove_config_set_cmdline(config, DEFAULT_CMDLINE) < 0) ||
+        apply_default_network(config, &opts) < 0 ||
         add_mounts_to_cmdline(config, &opts) < 0 ||
         report_problems(config) < 0)
         status = with_command ? EXIT_EXEC_COVE_FAILED : EXIT_USAGE;

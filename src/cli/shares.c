@@ -22,20 +22,27 @@ static bool usable_guest_path(const char *path, size_t len)
     return true;
 }
 
-static int add_mount_word(struct run_options *opts, const char *tag, const char *path,
-                          size_t path_len, bool read_only)
+int add_agent_word(struct run_options *opts, const char *word)
 {
-    size_t old = opts->mount_words ? strlen(opts->mount_words) : 0;
-    size_t add = strlen(" cove.mount=") + strlen(tag) + 1 + path_len + 3 + 1;
-    char *grown = realloc(opts->mount_words, old + add);
+    size_t old = opts->agent_words ? strlen(opts->agent_words) : 0;
+    size_t add = 1 + strlen(word) + 1;
+    char *grown = realloc(opts->agent_words, old + add);
     if (!grown) {
         fprintf(stderr, "cove: out of memory\n");
         return -1;
     }
-    snprintf(grown + old, add, " cove.mount=%s:%.*s%s", tag, (int)path_len, path,
-             read_only ? ":ro" : "");
-    opts->mount_words = grown;
+    snprintf(grown + old, add, " %s", word);
+    opts->agent_words = grown;
     return 0;
+}
+
+static int add_mount_word(struct run_options *opts, const char *tag, const char *path,
+                          size_t path_len, bool read_only)
+{
+    char word[256];
+    snprintf(word, sizeof(word), "cove.mount=%s:%.*s%s", tag, (int)path_len, path,
+             read_only ? ":ro" : "");
+    return add_agent_word(opts, word);
 }
 
 int parse_share(cove_config *config, struct run_options *opts, const char *arg)
@@ -72,7 +79,7 @@ int parse_share(cove_config *config, struct run_options *opts, const char *arg)
 
 char *cmdline_with_mounts(const char *cmdline, const struct run_options *opts)
 {
-    const char *words = opts->mount_words ? opts->mount_words : "";
+    const char *words = opts->agent_words ? opts->agent_words : "";
     const char *dashes = strncmp(cmdline, "-- ", 3) == 0 ? cmdline : strstr(cmdline, " -- ");
     size_t head = dashes ? (size_t)(dashes - cmdline) : strlen(cmdline);
     size_t len = strlen(cmdline) + strlen(words) + 2;

@@ -70,6 +70,7 @@ void cove_config_free(cove_config *config)
     free(config->vsock_path);
     free_disks(config);
     config_free_shares(config);
+    config_free_network(config);
     free(config);
 }
 
@@ -289,7 +290,11 @@ cove_config *cove_config_copy(const cove_config *config)
     copy->vsock_path = NULL;
     copy->shares = NULL;
     copy->share_count = 0;
+    copy->mac = NULL;
+    copy->forwards = NULL;
+    copy->forward_count = 0;
     if (copy_disks(copy, config) || config_copy_shares(copy, config) ||
+        config_copy_network(copy, config) ||
         replace_string(&copy->kernel_path, config->kernel_path) ||
         replace_string(&copy->initrd_path, config->initrd_path) ||
         replace_string(&copy->cmdline, config->cmdline) ||
@@ -775,6 +780,7 @@ size_t cove_config_validate(const cove_config *config, cove_problems *problems)
     check_disks(&r, config);
     check_vsock(&r, config);
     config_check_shares(config, add_share_problem, &r);
+    config_check_network(config, add_share_problem, &r);
     return r.found;
 }
 

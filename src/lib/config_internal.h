@@ -23,6 +23,14 @@ struct cove_share_config {
     bool read_only;
 };
 
+/* One port forward as cove_config_add_port_forward recorded it. */
+struct cove_forward_config {
+    bool udp;
+    char *host_addr; /* never NULL: "127.0.0.1" by default */
+    uint16_t host_port;
+    uint16_t guest_port;
+};
+
 /* One disk as cove_config_add_disk recorded it. */
 struct cove_disk_config {
     char *path;
@@ -57,6 +65,12 @@ struct cove_config {
     struct cove_share_config *shares; /* in the order added */
     size_t share_count;
 
+    cove_network_kind network;
+    cove_network_policy network_policy;
+    char *mac; /* NULL: the default */
+    struct cove_forward_config *forwards;
+    size_t forward_count;
+
     bool vsock;          /* a virtio-vsock device */
     uint64_t vsock_cid;  /* the guest's CID */
     char *vsock_path;    /* NULL: no Unix socket endpoint for other host programs */
@@ -74,5 +88,10 @@ void config_free_shares(cove_config *config);
 int config_copy_shares(cove_config *copy, const cove_config *config);
 typedef void (*config_problem_fn)(void *report, const char *message);
 void config_check_shares(const cove_config *config, config_problem_fn problem, void *report);
+
+/* config_network.c: the same for the network device and its forwards. */
+void config_free_network(cove_config *config);
+int config_copy_network(cove_config *copy, const cove_config *config);
+void config_check_network(const cove_config *config, config_problem_fn problem, void *report);
 
 #endif

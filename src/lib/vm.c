@@ -40,6 +40,9 @@
 #include "io_loop.h"
 #include "virtio/blk.h"
 #include "virtio/fs.h"
+#include "virtio/net.h"
+#include "net/mac.h"
+#include "net/slirp.h"
 #include "virtio/console.h"
 #include "virtio/pci.h"
 #include "virtio/rng.h"
@@ -47,7 +50,7 @@
 #include "vm_internal.h"
 
 /* Virtio functions on the PCI bus: the disks, a console and an entropy source. */
-#define VM_MAX_VIRTIO (COVE_DISK_MAX + COVE_SHARE_MAX + 3)
+#define VM_MAX_VIRTIO (COVE_DISK_MAX + COVE_SHARE_MAX + 4)
 /* MSI routes: one per queue plus one for configuration changes, for every function. */
 #define VM_MAX_MSI_ROUTES 256
 
@@ -708,6 +711,33 @@ static int add_share(cove_vm *vm, const struct cove_share_config *share, cove_er
     return add_virtio(vm, dev, error);
 }
 
+/* NAT networking: libslirp (its forwards bound now, so a port in use fails the start) behind
+ * a virtio-net device. */
+static int add_network(cove_vm *vm, cove_error *error)
+{
+    const cove_config *c = vm->config;
+    struct net_slirp_forward forwards[COVE_FORWARD_MAX];
+    for (size_t i = 0; i < c->forward_count; i++)
+        forwards[i] = (struct net_slirp_forward){.udp = c->forwards[i].udp,
+                                                 .host_addr = c->forwards[i].host_addr,
+                                                 .host_port = c->forwards[i].host_port,
+                                                 .guest_port = c->forwards[i].guest_port};
+    const struct net_slirp_config slirp = {
+        .policy = c->network_policy == COVE_POLICY_HOST_ONLY ? NET_POLICY_HOST_ONLY
+                                                             : NET_POLICY_OPEN,
+        .forwards = forwards,
+        .forward_count = (unsigned)c->forward_count,
+    };
+    struct net_backend *backend =
+        net_slirp_new(vm->io_loop, &slirp, error->message, sizeof(error->message));
+    if (!backend)
+        return -EADDRINUSE;
+    uint8_t mac[6];
+    if (!c->mac || net_mac_parse(c->mac, mac) < 0)
+        net_mac_from_seed("cove", mac); /* one fixed address: every VM is alone on its NAT */
+    return add_virtio(vm, virtio_net_new(mac, backend), error);
+}
+
 static int create_virtio_devices(cove_vm *vm, cove_error *error)
 {
     int r = 0;
@@ -724,6 +754,8 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
                            disk->serial, error->message, sizeof(error->message));
         r = blk ? add_virtio(vm, blk, error) : -EINVAL;
     }
+    if (r == 0 && vm->config->network == COVE_NETWORK_NAT)
+        r = add_network(vm, error);
     for (size_t i = 0; r == 0 && i < vm->config->share_count; i++)
         r = add_share(vm, &vm->config->shares[i], error);
     if (r == 0 && vm->config->entropy)

@@ -13,6 +13,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 # Only /tmp gets a tmpfs: everything carried in lives in the initramfs itself (/e2e, /lib...).
 mount -t tmpfs -o mode=1777 tmpfs /tmp
+# Loopback for the network cases: host services that guests reach through cove's NAT.
+ip link set lo up
 
 export COVE=/e2e/bin/cove
 export VM_API=/e2e/bin/vm_api

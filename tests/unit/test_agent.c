@@ -97,6 +97,16 @@ static void status_truncates_to_buffer(void **state)
     assert_string_equal(buf, "command");
 }
 
+static void whole_words_of_the_command_line(void **state)
+{
+    (void)state;
+    assert_true(agent_cmdline_has_word("quiet cove.net=nat panic=-1\n", "cove.net=nat"));
+    assert_true(agent_cmdline_has_word("cove.net=nat", "cove.net=nat"));
+    assert_false(agent_cmdline_has_word("cove.net=natx quiet", "cove.net=nat"));
+    assert_false(agent_cmdline_has_word("xcove.net=nat", "cove.net=nat"));
+    assert_false(agent_cmdline_has_word("", "cove.net=nat"));
+}
+
 static void mounts_from_the_command_line(void **state)
 {
     (void)state;
@@ -139,6 +149,7 @@ int main(void)
         cmocka_unit_test(status_signal_is_reported),
         cmocka_unit_test(status_truncates_to_buffer),
         cmocka_unit_test(mounts_from_the_command_line),
+        cmocka_unit_test(whole_words_of_the_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

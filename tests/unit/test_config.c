@@ -1027,6 +1027,51 @@ static void test_shares(void **state)
     cove_config_free(c);
 }
 
+static void test_network(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    cove_network_policy policy = COVE_POLICY_HOST_ONLY;
+    assert_int_equal(cove_config_network(c, &policy), COVE_NETWORK_NONE);
+    assert_int_equal(policy, COVE_POLICY_OPEN);
+
+    const cove_port_forward web = {.host_port = 8080, .guest_port = 80};
+    assert_int_equal(cove_config_add_port_forward(c, &web), 0);
+    expect_one(c, "port forwards need NAT networking (cove_config_set_network)");
+    assert_int_equal(cove_config_set_network(c, COVE_NETWORK_NAT, COVE_POLICY_HOST_ONLY, NULL), 0);
+    expect_valid(c);
+    assert_int_equal(cove_config_network(c, &policy), COVE_NETWORK_NAT);
+    assert_int_equal(policy, COVE_POLICY_HOST_ONLY);
+    assert_int_equal(cove_config_port_forward_count(c), 1);
+
+    cove_config *copy = cove_config_copy(c);
+    assert_int_equal(cove_config_port_forward_count(copy), 1);
+    expect_valid(copy);
+    cove_config_free(copy);
+
+    /* The same host port twice, a bad address, a zero port, a multicast MAC. */
+    assert_int_equal(cove_config_add_port_forward(c, &web), 1);
+    expect_one(c, "port forward tcp 127.0.0.1:8080: given twice");
+    cove_config_free(c);
+
+    c = valid_config(s);
+    cove_config_set_network(c, COVE_NETWORK_NAT, COVE_POLICY_OPEN, "01:00:5e:00:00:01");
+    expect_one(c, "network: MAC '01:00:5e:00:00:01' is not a unicast aa:bb:cc:dd:ee:ff address");
+    cove_config_set_network(c, COVE_NETWORK_NAT, COVE_POLICY_OPEN, "52:54:00:12:34:56");
+    expect_valid(c);
+    const cove_port_forward bad_addr = {.host_addr = "localhost", .host_port = 1, .guest_port = 2};
+    cove_config_add_port_forward(c, &bad_addr);
+    expect_one(c, "port forward tcp localhost:1: not an IPv4 address");
+    cove_config_free(c);
+
+    c = valid_config(s);
+    cove_config_set_network(c, COVE_NETWORK_NAT, COVE_POLICY_OPEN, NULL);
+    const cove_port_forward zero = {.udp = true, .host_addr = "0.0.0.0", .guest_port = 53};
+    cove_config_add_port_forward(c, &zero);
+    expect_one(c, "port forward udp 0.0.0.0:0 -> 53: ports must be 1 to 65535");
+    cove_config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1054,6 +1099,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_disk_permissions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_vsock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shares, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_network, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
