@@ -204,21 +204,13 @@ static unsigned bits_for(unsigned count)
     return bits;
 }
 
-/*
- * Describes `cpus` single-threaded cores in one package, this vCPU being core `index`.
- * tsc_deadline: the in-kernel LAPIC has the TSC-deadline timer mode, which
- * KVM_GET_SUPPORTED_CPUID does not report (it needs KVM_CAP_TSC_DEADLINE_TIMER); Linux then
- * arms its timer with one MSR write instead of the LAPIC's count-down registers.
- */
-static void patch_cpuid_entry(struct kvm_cpuid_entry2 *e, unsigned index, unsigned cpus,
-                              bool tsc_deadline)
+/* Describes `cpus` single-threaded cores in one package, this vCPU being core `index`. */
+static void patch_cpuid_entry(struct kvm_cpuid_entry2 *e, unsigned index, unsigned cpus)
 {
     switch (e->function) {
     case 0x1:
         e->ebx = (e->ebx & 0x0000ffffu) | (index << 24) | (cpus << 16);
         e->ecx |= 1u << 31; /* running under a hypervisor */
-        if (tsc_deadline)
-            e->ecx |= 1u << 24;
         if (cpus > 1)
             e->edx |= 1u << 28; /* HTT: EBX[23:16] is valid */
         break;
@@ -265,9 +257,8 @@ static int set_cpuid(struct kvm_vm *vm, struct kvm_vcpu *vcpu, unsigned cpus, ch
         r = fail(error, error_len, "KVM_GET_SUPPORTED_CPUID");
         goto out;
     }
-    bool tsc_deadline = kvm_check_extension(vm->kvm_fd, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     for (unsigned i = 0; i < cpuid->nent; i++)
-        patch_cpuid_entry(&cpuid->entries[i], vcpu->index, cpus, tsc_deadline);
+        patch_cpuid_entry(&cpuid->entries[i], vcpu->index, cpus);
     if (ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0)
         r = fail(error, error_len, "KVM_SET_CPUID2");
 out:
