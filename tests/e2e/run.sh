@@ -244,13 +244,28 @@ passed=0
 failed=0
 results=$tmp/results
 tr -d '\r' < "$log" | grep '^COVE-E2E ' > "$results"
+# Each failed case's own lines again, next to the results: a CI report that keeps only the
+# start and the end of a long log still says why. The test host's kernel messages are left out.
+tr -d '\r' < "$log" | awk '
+/^COVE-E2E / {
+    if ($3 == "FAIL") {
+        printf "\ne2e: why %s failed (its last lines):\n", $2
+        from = n > 30 ? n - 30 : 0
+        for (i = from; i < n; i++) print block[i]
+    }
+    n = 0
+    next
+}
+/^    / && !/^    kvm \[/ { block[n++] = $0 }'
 echo
 echo "e2e: results ($mode mode, $elapsed s, log: $log)"
 for name in $cases; do
     verdict=$(awk -v n="$name" '$2 == n { v = $3 } END { print v }' "$results")
+    retried=
+    grep -q "^COVE-E2E $name .*, retried)" "$results" && retried=" (retried after a test-host CPU fault)"
     case $verdict in
-        PASS) passed=$((passed + 1)); echo "  PASS  $name" ;;
-        FAIL) failed=$((failed + 1)); echo "  FAIL  $name" ;;
+        PASS) passed=$((passed + 1)); echo "  PASS  $name$retried" ;;
+        FAIL) failed=$((failed + 1)); echo "  FAIL  $name$retried" ;;
         *) failed=$((failed + 1)); echo "  FAIL  $name (no result: the run ended before it)" ;;
     esac
 done

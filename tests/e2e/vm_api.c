@@ -112,6 +112,8 @@ static void test_two_vms_at_once(void)
         check(cove_vm_wait(vms[i], 120000) == COVE_STATE_STOPPED, "each VM ends stopped");
         cove_exit e = cove_vm_exit(vms[i]);
         check(e.kind == COVE_EXIT_POWEROFF, "each guest powered off on its own");
+        if (e.kind != COVE_EXIT_POWEROFF)
+            printf("  VM %d ended with: %s\n", i, e.reason);
         check(history_is(&h[i], clean, 4), "callback saw starting, running, stopping, stopped");
         check(cove_vm_boot_signal_ns(vms[i]) != 0, "the boot timer recorded the guest's signal");
         cove_vm_free(vms[i]);
