@@ -457,18 +457,47 @@ static int cmd_limits(void)
     return 0;
 }
 
+/* The most descriptors we ask for: what virtiofsd asks for too. */
+#define FILE_LIMIT_WANTED 1048576
+
+/* A shared directory holds a descriptor per inode the guest caches (libcove caps that at half
+ * the soft limit), and a guest that lists a folder of 10,000 files caches 10,000. So take all
+ * the process may have and, where we may (root, CAP_SYS_RESOURCE), raise the hard limit too:
+ * a plain kernel's default hard limit, 4096, would stop a share at about 2,000 files. */
+static void raise_file_limit(void)
+{
+    struct rlimit files;
+    if (getrlimit(RLIMIT_NOFILE, &files) != 0)
+        return;
+    if (files.rlim_max != RLIM_INFINITY && files.rlim_max < FILE_LIMIT_WANTED) {
+        struct rlimit raised = {FILE_LIMIT_WANTED, FILE_LIMIT_WANTED};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            return;
+        /* fs.nr_open may be lower than what we want; then try exactly that. */
+        FILE *nr_open = fopen("/proc/sys/fs/nr_open", "r");
+        unsigned long ceiling = 0;
+        if (nr_open) {
+            if (fscanf(nr_open, "%lu", &ceiling) != 1)
+                ceiling = 0;
+            fclose(nr_open);
+        }
+        raised.rlim_cur = raised.rlim_max = ceiling;
+        if (ceiling > files.rlim_max && ceiling < FILE_LIMIT_WANTED &&
+            setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            return;
+    }
+    if (files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &files);
+    }
+}
+
 int main(int argc, char **argv)
 {
     uint64_t started_ns = monotonic_ns();
     /* A console reader that goes away (cove run | head) must not kill the VMM mid-write. */
     signal(SIGPIPE, SIG_IGN);
-    /* A shared directory holds a descriptor per inode the guest caches (libcove caps that at
-     * half the soft limit): give it all the process may have. */
-    struct rlimit files;
-    if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
-        files.rlim_cur = files.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &files);
-    }
+    raise_file_limit();
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -4,7 +4,8 @@
 # Environment given by the runner: COVE, VM_API (the libcove API test program), EXEC_API (the
 # exec API's, tests/e2e/exec_api.c), KERNEL,
 # VMLINUX, INITRD, WORK (empty scratch dir), VIRTIO_GARBAGE (the static hostile virtio driver
-# the cases carry into guests, tests/e2e/guest/virtio_garbage.c), E2E_MODE (direct or
+# the cases carry into guests, tests/e2e/guest/virtio_garbage.c), MMAP_CAT (the static guest
+# program that reads a file through mmap, tests/e2e/guest/mmap_cat.c), E2E_MODE (direct or
 # testhost, see run.sh; only for working around the test host's own limits).
 #
 # A case records failed checks with `fail` (it keeps going, so one run shows every broken

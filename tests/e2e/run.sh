@@ -1,13 +1,15 @@
 #!/bin/sh
 # Cove end-to-end tests: boots real guests with the cove CLI and checks what they do.
 #
-#   run.sh [--cove PATH] [--vm-api PATH] [--exec-api PATH] [--virtio-garbage PATH] [--initrd PATH]
+#   run.sh [--cove PATH] [--vm-api PATH] [--exec-api PATH] [--virtio-garbage PATH]
+#          [--mmap-cat PATH] [--initrd PATH]
 #          [--filter PATTERN] [--log PATH] [--mode direct|testhost]
 #
 # --vm-api is the libcove API test program (tests/e2e/vm_api.c), run by the cases as $VM_API;
 # --exec-api the exec API's (tests/e2e/exec_api.c), as $EXEC_API.
 # --virtio-garbage is the static hostile virtio driver (tests/e2e/guest/virtio_garbage.c) the
-# cases carry into guests on a disk image, as $VIRTIO_GARBAGE.
+# cases carry into guests on a disk image, as $VIRTIO_GARBAGE; --mmap-cat the static guest
+# program that reads a file through mmap (tests/e2e/guest/mmap_cat.c), as $MMAP_CAT.
 #
 # The disk cases make ext4 images with e2fsprogs (mke2fs -d, debugfs, e2fsck): in direct mode
 # the host's; in testhost mode this script carries the host's into the test host.
@@ -35,6 +37,7 @@ cove=$root/build/src/cli/cove
 vm_api=$root/build/tests/e2e/vm_api
 exec_api=$root/build/tests/e2e/exec_api
 virtio_garbage=$root/build/tests/e2e/virtio_garbage
+mmap_cat=$root/build/tests/e2e/mmap_cat
 initrd=$root/build/guest/initramfs.cpio.gz
 filter=
 log=
@@ -45,6 +48,7 @@ while [ $# -gt 0 ]; do
         --vm-api) vm_api=${2:?--vm-api needs a path}; shift 2 ;;
         --exec-api) exec_api=${2:?--exec-api needs a path}; shift 2 ;;
         --virtio-garbage) virtio_garbage=${2:?--virtio-garbage needs a path}; shift 2 ;;
+        --mmap-cat) mmap_cat=${2:?--mmap-cat needs a path}; shift 2 ;;
         --initrd) initrd=${2:?--initrd needs a path}; shift 2 ;;
         --filter) filter=${2:?--filter needs a pattern}; shift 2 ;;
         --log) log=${2:?--log needs a path}; shift 2 ;;
@@ -74,11 +78,13 @@ abspath() {
     suite_fail "exec API test program '$exec_api' not found (build it, or pass --exec-api)"
 [ -x "$virtio_garbage" ] ||
     suite_fail "guest test program '$virtio_garbage' not found (build it, or pass --virtio-garbage)"
+[ -x "$mmap_cat" ] || suite_fail "guest test program '$mmap_cat' not found (build it, or pass --mmap-cat)"
 [ -f "$initrd" ] || suite_fail "guest initramfs '$initrd' not found (build it, or pass --initrd)"
 cove=$(abspath "$cove")
 vm_api=$(abspath "$vm_api")
 exec_api=$(abspath "$exec_api")
 virtio_garbage=$(abspath "$virtio_garbage")
+mmap_cat=$(abspath "$mmap_cat")
 initrd=$(abspath "$initrd")
 
 # ---- Cases ----
@@ -174,7 +180,8 @@ case_files() {
 started=$(date +%s)
 if [ "$mode" = direct ]; then
     # shellcheck disable=SC2046
-    E2E_MODE=direct COVE=$cove VM_API=$vm_api EXEC_API=$exec_api VIRTIO_GARBAGE=$virtio_garbage KERNEL=$kernel \
+    E2E_MODE=direct COVE=$cove VM_API=$vm_api EXEC_API=$exec_api VIRTIO_GARBAGE=$virtio_garbage \
+        MMAP_CAT=$mmap_cat KERNEL=$kernel \
         VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
         "$here/run-cases.sh" $(case_files "$here/cases") 2>&1 | tee "$log" | stream
 else
@@ -189,6 +196,7 @@ else
     cp "$vm_api" "$overlay/e2e/bin/vm_api"
     cp "$exec_api" "$overlay/e2e/bin/exec_api"
     cp "$virtio_garbage" "$overlay/e2e/bin/virtio_garbage"
+    cp "$mmap_cat" "$overlay/e2e/bin/mmap_cat"
     e2fsprogs=
     for tool in mke2fs debugfs e2fsck; do
         found=

@@ -20,6 +20,7 @@ export COVE=/e2e/bin/cove
 export VM_API=/e2e/bin/vm_api
 export EXEC_API=/e2e/bin/exec_api
 export VIRTIO_GARBAGE=/e2e/bin/virtio_garbage
+export MMAP_CAT=/e2e/bin/mmap_cat
 export E2E_MODE=testhost
 export KERNEL=/e2e/guest/bzImage
 export VMLINUX=/e2e/guest/vmlinux
