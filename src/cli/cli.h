@@ -88,6 +88,8 @@ enum {
 /* Applies -i, -t, -e, -w, -u, --secret or --timeout (command_options.c). Returns 0, or -1 after
  * printing one line. */
 int apply_command_option(struct run_options *opts, int opt, const char *arg);
+/* len bytes of text as a decimal number in [min, max] (digits only); false otherwise. */
+bool parse_decimal(const char *text, size_t len, uint64_t min, uint64_t max, uint64_t *value);
 
 /* --share HOST_DIR:GUEST_PATH[:ro] (shares.c): a share in config, a mount for the agent. */
 int parse_share(cove_config *config, struct run_options *opts, const char *arg);

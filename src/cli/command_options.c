@@ -149,17 +149,27 @@ static int parse_secret(struct run_options *opts, const char *arg)
     return add_env_pair(opts, arg, name_len, ours, strlen(ours));
 }
 
-static bool parse_id(const char *text, size_t len, uint32_t *id)
+bool parse_decimal(const char *text, size_t len, uint64_t min, uint64_t max, uint64_t *value)
 {
-    if (len == 0 || len > 10)
+    if (len == 0 || len > 19) /* 19 digits cannot overflow 64 bits */
         return false;
-    uint64_t value = 0;
+    uint64_t n = 0;
     for (size_t i = 0; i < len; i++) {
         if (text[i] < '0' || text[i] > '9')
             return false;
-        value = value * 10 + (uint64_t)(text[i] - '0');
+        n = n * 10 + (uint64_t)(text[i] - '0');
     }
-    if (value > UINT32_MAX - 1) /* (uid_t)-1 means "unchanged" to setuid */
+    if (n < min || n > max)
+        return false;
+    *value = n;
+    return true;
+}
+
+static bool parse_id(const char *text, size_t len, uint32_t *id)
+{
+    uint64_t value;
+    /* (uid_t)-1 means "unchanged" to setuid */
+    if (len > 10 || !parse_decimal(text, len, 0, UINT32_MAX - 1, &value))
         return false;
     *id = (uint32_t)value;
     return true;

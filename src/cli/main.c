@@ -469,23 +469,18 @@ static void raise_file_limit(void)
     struct rlimit files;
     if (getrlimit(RLIMIT_NOFILE, &files) != 0)
         return;
-    if (files.rlim_max != RLIM_INFINITY && files.rlim_max < FILE_LIMIT_WANTED) {
-        struct rlimit raised = {FILE_LIMIT_WANTED, FILE_LIMIT_WANTED};
-        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
-            return;
-        /* fs.nr_open may be lower than what we want; then try exactly that. */
-        FILE *nr_open = fopen("/proc/sys/fs/nr_open", "r");
-        unsigned long ceiling = 0;
-        if (nr_open) {
-            if (fscanf(nr_open, "%lu", &ceiling) != 1)
-                ceiling = 0;
-            fclose(nr_open);
-        }
-        raised.rlim_cur = raised.rlim_max = ceiling;
-        if (ceiling > files.rlim_max && ceiling < FILE_LIMIT_WANTED &&
-            setrlimit(RLIMIT_NOFILE, &raised) == 0)
-            return;
+    /* The kernel refuses a hard limit above fs.nr_open. */
+    rlim_t wanted = FILE_LIMIT_WANTED;
+    FILE *nr_open = fopen("/proc/sys/fs/nr_open", "r");
+    unsigned long ceiling;
+    if (nr_open) {
+        if (fscanf(nr_open, "%lu", &ceiling) == 1 && ceiling < wanted)
+            wanted = ceiling;
+        fclose(nr_open);
     }
+    struct rlimit raised = {wanted, wanted};
+    if (files.rlim_max < wanted && setrlimit(RLIMIT_NOFILE, &raised) == 0)
+        return;
     if (files.rlim_cur < files.rlim_max) {
         files.rlim_cur = files.rlim_max;
         setrlimit(RLIMIT_NOFILE, &files);

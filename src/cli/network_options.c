@@ -25,15 +25,8 @@ int parse_net(cove_config *config, struct run_options *opts, const char *arg)
 
 static bool parse_port(const char *text, size_t len, uint16_t *port)
 {
-    if (len == 0 || len > 5)
-        return false;
-    unsigned value = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (text[i] < '0' || text[i] > '9')
-            return false;
-        value = value * 10 + (unsigned)(text[i] - '0');
-    }
-    if (value == 0 || value > 65535)
+    uint64_t value;
+    if (len > 5 || !parse_decimal(text, len, 1, 65535, &value))
         return false;
     *port = (uint16_t)value;
     return true;

@@ -88,6 +88,9 @@ void config_free_shares(cove_config *config);
 int config_copy_shares(cove_config *copy, const cove_config *config);
 typedef void (*config_problem_fn)(void *report, const char *message);
 void config_check_shares(const cove_config *config, config_problem_fn problem, void *report);
+/* Formats one problem and hands it to problem (config_share.c). */
+__attribute__((format(printf, 3, 4))) void config_report(config_problem_fn problem, void *report,
+                                                          const char *fmt, ...);
 
 /* config_network.c: the same for the network device and its forwards. */
 void config_free_network(cove_config *config);

@@ -83,17 +83,6 @@ int config_copy_network(cove_config *copy, const cove_config *config)
     return 0;
 }
 
-__attribute__((format(printf, 3, 4))) static void report(config_problem_fn problem, void *ctx,
-                                                           const char *fmt, ...)
-{
-    char message[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(message, sizeof(message), fmt, ap);
-    va_end(ap);
-    problem(ctx, message);
-}
-
 static void check_forward(const cove_config *config, size_t index, config_problem_fn problem,
                           void *ctx)
 {
@@ -101,16 +90,16 @@ static void check_forward(const cove_config *config, size_t index, config_proble
     const char *proto = f->udp ? "udp" : "tcp";
     struct in_addr addr;
     if (inet_pton(AF_INET, f->host_addr, &addr) != 1)
-        report(problem, ctx, "port forward %s %s:%u: not an IPv4 address", proto, f->host_addr,
+        config_report(problem, ctx, "port forward %s %s:%u: not an IPv4 address", proto, f->host_addr,
                f->host_port);
     if (f->host_port == 0 || f->guest_port == 0)
-        report(problem, ctx, "port forward %s %s:%u -> %u: ports must be 1 to 65535", proto,
+        config_report(problem, ctx, "port forward %s %s:%u -> %u: ports must be 1 to 65535", proto,
                f->host_addr, f->host_port, f->guest_port);
     for (size_t i = 0; i < index; i++) {
         const struct cove_forward_config *o = &config->forwards[i];
         if (o->udp == f->udp && o->host_port == f->host_port &&
             strcmp(o->host_addr, f->host_addr) == 0) {
-            report(problem, ctx, "port forward %s %s:%u: given twice", proto, f->host_addr,
+            config_report(problem, ctx, "port forward %s %s:%u: given twice", proto, f->host_addr,
                    f->host_port);
             return;
         }
@@ -120,18 +109,18 @@ static void check_forward(const cove_config *config, size_t index, config_proble
 void config_check_network(const cove_config *config, config_problem_fn problem, void *ctx)
 {
     if (config->network != COVE_NETWORK_NONE && config->network != COVE_NETWORK_NAT)
-        report(problem, ctx, "network: unknown kind %d", (int)config->network);
+        config_report(problem, ctx, "network: unknown kind %d", (int)config->network);
     if (config->network_policy != COVE_POLICY_OPEN &&
         config->network_policy != COVE_POLICY_HOST_ONLY)
-        report(problem, ctx, "network: unknown policy %d", (int)config->network_policy);
+        config_report(problem, ctx, "network: unknown policy %d", (int)config->network_policy);
     uint8_t mac[6];
     if (config->mac && net_mac_parse(config->mac, mac) < 0)
-        report(problem, ctx, "network: MAC '%s' is not a unicast aa:bb:cc:dd:ee:ff address",
+        config_report(problem, ctx, "network: MAC '%s' is not a unicast aa:bb:cc:dd:ee:ff address",
                config->mac);
     if (config->forward_count && config->network != COVE_NETWORK_NAT)
-        report(problem, ctx, "port forwards need NAT networking (cove_config_set_network)");
+        config_report(problem, ctx, "port forwards need NAT networking (cove_config_set_network)");
     if (config->forward_count > COVE_FORWARD_MAX)
-        report(problem, ctx, "port forwards: %zu given, at most %d", config->forward_count,
+        config_report(problem, ctx, "port forwards: %zu given, at most %d", config->forward_count,
                COVE_FORWARD_MAX);
     for (size_t i = 0; i < config->forward_count; i++)
         check_forward(config, i, problem, ctx);

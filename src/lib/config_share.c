@@ -77,9 +77,7 @@ int config_copy_shares(cove_config *copy, const cove_config *config)
     return 0;
 }
 
-__attribute__((format(printf, 3, 4))) static void report_problem(config_problem_fn problem,
-                                                                   void *report,
-                                                                   const char *fmt, ...)
+void config_report(config_problem_fn problem, void *report, const char *fmt, ...)
 {
     char message[COVE_ERROR_MAX + 4096];
     va_list ap;
@@ -97,13 +95,13 @@ static void check_share_dir(const struct cove_share_config *share, config_proble
     struct stat st;
     int mode = R_OK | X_OK | (share->read_only ? 0 : W_OK);
     if (stat(share->host_dir, &st) != 0)
-        report_problem(problem, report, "share '%s': directory '%s': %s", share->tag,
+        config_report(problem, report, "share '%s': directory '%s': %s", share->tag,
                        share->host_dir, strerror(errno));
     else if (!S_ISDIR(st.st_mode))
-        report_problem(problem, report, "share '%s': '%s' is not a directory", share->tag,
+        config_report(problem, report, "share '%s': '%s' is not a directory", share->tag,
                        share->host_dir);
     else if (access(share->host_dir, mode) != 0)
-        report_problem(problem, report, "share '%s': directory '%s': %s%s", share->tag,
+        config_report(problem, report, "share '%s': directory '%s': %s%s", share->tag,
                        share->host_dir, strerror(errno),
                        share->read_only ? "" : " (share it read-only, or fix its permissions)");
 }
@@ -113,11 +111,11 @@ static void check_share_tag(const cove_config *config, size_t index, config_prob
 {
     const struct cove_share_config *share = &config->shares[index];
     if (strlen(share->tag) > COVE_SHARE_TAG_MAX)
-        report_problem(problem, report, "share '%s': tag is longer than %d bytes", share->tag,
+        config_report(problem, report, "share '%s': tag is longer than %d bytes", share->tag,
                        COVE_SHARE_TAG_MAX);
     for (size_t i = 0; i < index; i++) {
         if (strcmp(config->shares[i].tag, share->tag) == 0) {
-            report_problem(problem, report,
+            config_report(problem, report,
                            "share '%s': tag already used by share %zu (tags must differ)",
                            share->tag, i);
             return;
@@ -128,7 +126,7 @@ static void check_share_tag(const cove_config *config, size_t index, config_prob
 void config_check_shares(const cove_config *config, config_problem_fn problem, void *report)
 {
     if (config->share_count > COVE_SHARE_MAX)
-        report_problem(problem, report, "shares: %zu given, at most %d", config->share_count,
+        config_report(problem, report, "shares: %zu given, at most %d", config->share_count,
                        COVE_SHARE_MAX);
     for (size_t i = 0; i < config->share_count; i++) {
         check_share_tag(config, i, problem, report);
