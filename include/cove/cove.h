@@ -144,10 +144,13 @@ const char *cove_config_share(const cove_config *config, size_t index, const cha
  * no root and no host set-up: the guest is 10.0.2.15/24, the host is reachable at 10.0.2.2
  * (its loopback), DNS at 10.0.2.3 (relayed to the host's resolver). COVE_POLICY_HOST_ONLY lets
  * the guest reach only the host alias and DNS (no outbound internet), enforced in the VMM.
+ * COVE_NETWORK_TAP attaches the device to an existing host TAP device (see
+ * cove_config_set_network_tap); the guest is then on whatever network the tap is joined to.
  */
 typedef enum cove_network_kind {
     COVE_NETWORK_NONE, /* no network device (the default) */
     COVE_NETWORK_NAT,
+    COVE_NETWORK_TAP,
 } cove_network_kind;
 
 typedef enum cove_network_policy {
@@ -159,6 +162,24 @@ typedef enum cove_network_policy {
 int cove_config_set_network(cove_config *config, cove_network_kind kind,
                             cove_network_policy policy, const char *mac);
 cove_network_kind cove_config_network(const cove_config *config, cove_network_policy *policy);
+
+/* The longest TAP device name, in bytes (Linux's IFNAMSIZ less its terminator). */
+#define COVE_TAP_NAME_MAX 15
+
+/*
+ * Attaches the network device to the existing TAP device tap_name (kind COVE_NETWORK_TAP,
+ * policy COVE_POLICY_OPEN; the name is copied). Cove never creates or configures the tap:
+ * create it first (ip tuntap add dev NAME mode tap [user USER] [multi_queue]). Attaching
+ * needs CAP_NET_ADMIN unless the tap belongs to the caller's user or group. mac as for
+ * cove_config_set_network; NULL gives one derived from tap_name (stable across starts and
+ * different per tap, since VMs on one bridge must not share an address). Validation reports a
+ * missing device or one that is not a TAP; cove_vm_start reports one it may not attach
+ * (-EPERM) or that another program holds (-EBUSY), before the guest boots. Returns 0,
+ * -EINVAL for a NULL or empty name, or -ENOMEM.
+ */
+int cove_config_set_network_tap(cove_config *config, const char *tap_name, const char *mac);
+/* The TAP device's name, or NULL unless the kind is COVE_NETWORK_TAP. */
+const char *cove_config_network_tap(const cove_config *config);
 
 /* A host port forwarded into the guest (like docker run --publish). */
 #define COVE_FORWARD_MAX 32

@@ -232,14 +232,19 @@ static void add_default_route(int sock, const char *gateway)
 /*
  * lo always; with cove.net=nat, eth0 as cove's NAT hands it out (QEMU's user-network
  * addresses: 10.0.2.15/24, the host at 10.0.2.2, DNS at 10.0.2.3), set directly rather than
- * by DHCP, which would only cost boot time for the same answer.
+ * by DHCP, which would only cost boot time for the same answer. With cove.net=link (a TAP
+ * attachment) eth0 is only brought up: the tap's network is unknown to cove, and waiting for
+ * a DHCP server that may not exist would stall every boot; the command sets an address or
+ * runs `udhcpc -i eth0` itself.
  */
-static void setup_network(bool nat)
+static void setup_network(bool nat, bool link)
 {
     int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock < 0)
         return; /* a kernel without IPv4: nothing to set up */
     set_flags_up(sock, "lo");
+    if (link)
+        set_flags_up(sock, "eth0");
     if (nat) {
         set_ipv4(sock, "eth0", SIOCSIFADDR, "10.0.2.15");
         set_ipv4(sock, "eth0", SIOCSIFNETMASK, "255.255.255.0");
@@ -603,7 +608,8 @@ int main(int argc, char *argv[])
     char cmdline[4096];
     read_cmdline(cmdline, sizeof(cmdline));
     mount_shares(cmdline);
-    setup_network(agent_cmdline_has_word(cmdline, "cove.net=nat"));
+    setup_network(agent_cmdline_has_word(cmdline, "cove.net=nat"),
+                  agent_cmdline_has_word(cmdline, "cove.net=link"));
     setup_environment();
 
     char *command = agent_join_args(argc, argv);

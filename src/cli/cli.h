@@ -54,7 +54,7 @@ struct run_options {
     uint64_t timeout_ms; /* 0: no limit */
 
     /* Words for cove-agent on the kernel command line: " cove.mount=TAG:PATH[:ro]" for each
-     * --share, " cove.net=nat" with NAT networking. */
+     * --share, " cove.net=nat" with NAT networking, " cove.net=link" on a tap. */
     char *agent_words;
     unsigned share_count;
     bool net_given;
@@ -93,7 +93,7 @@ bool parse_decimal(const char *text, size_t len, uint64_t min, uint64_t max, uin
 
 /* --share HOST_DIR:GUEST_PATH[:ro] (shares.c): a share in config, a mount for the agent. */
 int parse_share(cove_config *config, struct run_options *opts, const char *arg);
-/* --net nat|host-only|none and --publish [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]
+/* --net nat|host-only|tap:NAME|none and --publish [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]
  * (network_options.c). Without --net, a command gets NAT, a console boot no network. */
 int parse_net(cove_config *config, struct run_options *opts, const char *arg);
 int parse_publish(cove_config *config, const char *arg);

@@ -14,12 +14,13 @@ int parse_net(cove_config *config, struct run_options *opts, const char *arg)
         return cove_config_set_network(config, COVE_NETWORK_NAT, COVE_POLICY_HOST_ONLY, NULL);
     if (strcmp(arg, "none") == 0)
         return cove_config_set_network(config, COVE_NETWORK_NONE, COVE_POLICY_OPEN, NULL);
-    if (strncmp(arg, "tap:", 4) == 0) {
-        fprintf(stderr, "cove: --net '%s': TAP attachment is not implemented yet; use nat, "
-                        "host-only or none\n", arg);
+    if (strncmp(arg, "tap:", 4) == 0 && arg[4]) {
+        if (cove_config_set_network_tap(config, arg + 4, NULL) == 0)
+            return 0;
+        fprintf(stderr, "cove: --net '%s': out of memory\n", arg);
         return -1;
     }
-    fprintf(stderr, "cove: --net '%s': use nat, host-only or none\n", arg);
+    fprintf(stderr, "cove: --net '%s': use nat, host-only, tap:NAME or none\n", arg);
     return -1;
 }
 
@@ -73,7 +74,15 @@ int apply_default_network(cove_config *config, struct run_options *opts)
     if (!opts->net_given && opts->command_count > 0 &&
         cove_config_set_network(config, COVE_NETWORK_NAT, COVE_POLICY_OPEN, NULL) < 0)
         return -1;
-    if (cove_config_network(config, NULL) == COVE_NETWORK_NAT)
+    /* cove-agent gives eth0 slirp's address under NAT; on a tap it only brings the link up
+     * (the tap's network is the host's to know: the command sets an address or runs DHCP). */
+    switch (cove_config_network(config, NULL)) {
+    case COVE_NETWORK_NAT:
         return add_agent_word(opts, "cove.net=nat");
+    case COVE_NETWORK_TAP:
+        return add_agent_word(opts, "cove.net=link");
+    case COVE_NETWORK_NONE:
+        break;
+    }
     return 0;
 }

@@ -291,6 +291,7 @@ cove_config *cove_config_copy(const cove_config *config)
     copy->shares = NULL;
     copy->share_count = 0;
     copy->mac = NULL;
+    copy->tap_name = NULL;
     copy->forwards = NULL;
     copy->forward_count = 0;
     if (copy_disks(copy, config) || config_copy_shares(copy, config) ||

@@ -68,6 +68,7 @@ struct cove_config {
     cove_network_kind network;
     cove_network_policy network_policy;
     char *mac; /* NULL: the default */
+    char *tap_name; /* COVE_NETWORK_TAP: the device; NULL otherwise */
     struct cove_forward_config *forwards;
     size_t forward_count;
 

@@ -1072,6 +1072,58 @@ static void test_network(void **state)
     cove_config_free(c);
 }
 
+/* A TAP attachment: recorded and copied; validation names a missing device, a bad name, an
+ * interface that is no TAP (lo), and what only NAT has (forwards, host-only). */
+static void test_network_tap(void **state)
+{
+    struct scratch *s = *state;
+    cove_config *c = valid_config(s);
+    assert_int_equal(cove_config_set_network_tap(c, NULL, NULL), -EINVAL);
+    assert_int_equal(cove_config_set_network_tap(c, "", NULL), -EINVAL);
+    assert_null(cove_config_network_tap(c));
+    assert_int_equal(cove_config_set_network_tap(c, "cove-nosuch9", NULL), 0);
+    cove_network_policy policy = COVE_POLICY_HOST_ONLY;
+    assert_int_equal(cove_config_network(c, &policy), COVE_NETWORK_TAP);
+    assert_int_equal(policy, COVE_POLICY_OPEN);
+    assert_string_equal(cove_config_network_tap(c), "cove-nosuch9");
+    expect_one(c, "tap 'cove-nosuch9': no such device (create it first: ip tuntap add dev "
+                  "cove-nosuch9 mode tap [user USER])");
+    cove_config *copy = cove_config_copy(c);
+    assert_string_equal(cove_config_network_tap(copy), "cove-nosuch9");
+    cove_config_free(copy);
+
+    cove_config_set_network_tap(c, "lo", NULL);
+    expect_one(c, "tap 'lo': not a TAP device (a TUN device or another kind of interface)");
+    cove_config_set_network_tap(c, "much-too-long-name", NULL);
+    expect_one(c, "tap 'much-too-long-name': not a device name (1 to 15 characters, none of "
+                  "'/', ':' or spaces)");
+    cove_config_set_network_tap(c, "../lo", NULL);
+    expect_one(c, "tap '../lo': not a device name (1 to 15 characters, none of '/', ':' or "
+                  "spaces)");
+
+    /* Forwards and host-only are NAT's; a later NAT setting drops the name. */
+    cove_config_set_network_tap(c, "lo", NULL);
+    cove_config_set_network(c, COVE_NETWORK_TAP, COVE_POLICY_HOST_ONLY, NULL);
+    const char *both[] = {
+        "network: a TAP attachment needs a device name (cove_config_set_network_tap)",
+        "network: the host-only policy applies to NAT only (a tap's traffic is the host's to "
+        "filter)",
+    };
+    expect_problems(c, 2, both);
+    cove_config_set_network(c, COVE_NETWORK_NAT, COVE_POLICY_OPEN, NULL);
+    assert_null(cove_config_network_tap(c));
+    expect_valid(c);
+    cove_config_set_network_tap(c, "lo", NULL);
+    const cove_port_forward web = {.host_port = 8080, .guest_port = 80};
+    cove_config_add_port_forward(c, &web);
+    const char *forward[] = {
+        "tap 'lo': not a TAP device (a TUN device or another kind of interface)",
+        "port forwards need NAT networking (cove_config_set_network)",
+    };
+    expect_problems(c, 2, forward);
+    cove_config_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1100,6 +1152,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_vsock, setup, teardown),
         cmocka_unit_test_setup_teardown(test_shares, setup, teardown),
         cmocka_unit_test_setup_teardown(test_network, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_network_tap, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -80,6 +80,12 @@ void net_backend_deliver(struct net_backend *be, const uint8_t *frame, size_t le
     enqueue(be, frame, len);
 }
 
+static void drained(struct net_backend *be)
+{
+    if (be->ops->rx_drained)
+        be->ops->rx_drained(be);
+}
+
 void net_backend_rx_ready(struct net_backend *be)
 {
     while (be->rxq_count) {
@@ -88,12 +94,14 @@ void net_backend_rx_ready(struct net_backend *be)
             return;
         dequeue(be);
     }
+    drained(be);
 }
 
 void net_backend_rx_purge(struct net_backend *be)
 {
     while (be->rxq_count)
         dequeue(be);
+    drained(be);
 }
 
 const struct net_stats *net_backend_stats(const struct net_backend *be) { return &be->stats; }

@@ -1,5 +1,5 @@
 /*
- * A network backend: where the guest's Ethernet frames go (slirp now, a TAP device later) and
+ * A network backend: where the guest's Ethernet frames go (slirp, or a host TAP device) and
  * where frames for the guest come from.
  *
  * Guest -> backend: net_backend_send() checks the frame against the policy first, so no
@@ -44,6 +44,9 @@ struct net_backend_ops {
     /* A frame the policy allowed. */
     void (*send)(struct net_backend *be, const uint8_t *frame, size_t len);
     void (*destroy)(struct net_backend *be);
+    /* Optional: the receive queue is empty again (the receiver took everything, or it was
+     * purged), so a backend that stopped reading its source while frames waited may resume. */
+    void (*rx_drained)(struct net_backend *be);
 };
 
 struct net_rx_slot {
