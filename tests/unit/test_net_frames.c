@@ -132,3 +132,12 @@ size_t frame_dhcp_discover(uint8_t *buf)
     memcpy(bootp + 236, options, sizeof(options));
     return frame_udp(buf, 0, 68, 0xffffffffu, 67, bootp, sizeof(bootp));
 }
+
+void frame_make_fragment(uint8_t *buf, uint16_t id, int more, uint16_t offset8)
+{
+    uint8_t *ip = buf + ETH_HLEN;
+    put16(ip + 4, id);
+    put16(ip + 6, (uint16_t)((more ? 0x2000 : 0) | (offset8 & 0x1fff)));
+    put16(ip + 10, 0);
+    put16(ip + 10, csum_fold(csum_add(0, ip, IP_HLEN)));
+}

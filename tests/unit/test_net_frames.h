@@ -23,5 +23,8 @@ size_t frame_udp(uint8_t *buf, uint32_t src, uint16_t sport, uint32_t dst, uint1
 size_t frame_tcp_syn(uint8_t *buf, uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport);
 /* From 0.0.0.0:68 to 255.255.255.255:67, client hardware address frame_guest_mac. */
 size_t frame_dhcp_discover(uint8_t *buf);
+/* Turns the IPv4 packet in buf into a fragment (identification id, more fragments following
+ * or not, offset in 8-byte units), its header checksum redone. */
+void frame_make_fragment(uint8_t *buf, uint16_t id, int more, uint16_t offset8);
 
 #endif

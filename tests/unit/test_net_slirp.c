@@ -431,9 +431,120 @@ static void test_forward_bad_address(void **state)
     assert_non_null(strstr(a.error, "localhost"));
 }
 
+static void start_capped(struct harness *h, unsigned max_flows, size_t fragment_budget)
+{
+    struct create_args a = {.config = {.policy = NET_POLICY_OPEN,
+                                       .max_guest_flows = max_flows,
+                                       .fragment_budget = fragment_budget}};
+    run_on_loop(h, do_create, &a);
+    assert_non_null(h->be);
+}
+
+static struct net_slirp_stats slirp_stats(struct harness *h);
+
+/* Datagrams waiting on a host UDP socket, each source port recorded; waits up to 1 s for more. */
+static unsigned drain_udp(int s, uint16_t *ports, unsigned max)
+{
+    unsigned n = 0;
+    struct pollfd pfd = {.fd = s, .events = POLLIN};
+    while (n < max && poll(&pfd, 1, 1000) == 1) {
+        char buf[64];
+        struct sockaddr_in from;
+        socklen_t fl = sizeof(from);
+        if (recvfrom(s, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl) < 0)
+            break;
+        ports[n++] = ntohs(from.sin_port);
+    }
+    return n;
+}
+
+/* At the cap, a flooding guest opens no more sockets: of 10 UDP sources to the host alias only
+ * 4 reach the host (each through a socket of its own), one of those 4 still gets through
+ * afterwards, and connection attempts and pings elsewhere are dropped and counted. */
+static void test_guest_flow_cap(void **state)
+{
+    struct harness *h = *state;
+    start_capped(h, 4, 0);
+    guest_arp(h);
+    uint16_t port;
+    int host = bound_socket(true, &port);
+    struct frame_arg f;
+    for (uint16_t i = 0; i < 10; i++) {
+        f.len = frame_udp(f.buf, NET_SLIRP_GUEST, (uint16_t)(30000 + i), NET_SLIRP_GATEWAY, port,
+                          "x", 1);
+        inject(h, &f);
+    }
+    uint16_t ports[16];
+    unsigned got = drain_udp(host, ports, 16);
+    assert_int_equal(got, 4);
+    unsigned distinct = 0;
+    for (unsigned i = 0; i < got; i++) {
+        bool seen = false;
+        for (unsigned j = 0; j < i; j++)
+            seen |= ports[j] == ports[i];
+        distinct += !seen;
+    }
+    assert_int_equal(distinct, 4);
+    struct net_slirp_stats st = slirp_stats(h);
+    assert_int_equal(st.guest_flows, 4);
+    assert_int_equal(st.flows_refused, 6);
+
+    /* An existing flow still passes; a new connection does not reach a listener. */
+    f.len = frame_udp(f.buf, NET_SLIRP_GUEST, 30000, NET_SLIRP_GATEWAY, port, "y", 1);
+    inject(h, &f);
+    assert_int_equal(drain_udp(host, ports, 16), 1);
+    uint16_t tcp_port;
+    int listener = bound_socket(false, &tcp_port);
+    f.len = frame_tcp_syn(f.buf, NET_SLIRP_GUEST, 40000, NET_SLIRP_GATEWAY, tcp_port);
+    inject(h, &f);
+    struct pollfd pfd = {.fd = listener, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, 500), 0);
+    st = slirp_stats(h);
+    assert_int_equal(st.flows_refused, 7);
+    assert_int_equal(st.guest_flows, 4);
+    close(listener);
+    close(host);
+}
+
+/* Fragments that never complete are admitted only within the budget (each costs its length
+ * plus 2 KiB): with 16 KiB, four of 1,000-byte fragments, the rest dropped and counted. */
+static void test_fragment_budget(void **state)
+{
+    struct harness *h = *state;
+    start_capped(h, 0, 16 * 1024);
+    guest_arp(h);
+    char payload[1000] = {0};
+    struct frame_arg f;
+    uint64_t before = snapshot(h).stats.tx_frames;
+    for (uint16_t i = 0; i < 20; i++) {
+        f.len = frame_udp(f.buf, NET_SLIRP_GUEST, 30000, NET_SLIRP_GATEWAY, 9, payload,
+                          sizeof(payload) - 8);
+        frame_make_fragment(f.buf, (uint16_t)(100 + i), 1, 0);
+        inject(h, &f);
+    }
+    struct net_slirp_stats st = slirp_stats(h);
+    unsigned admitted = 16 * 1024 / (1034 + 2048);
+    assert_int_equal(st.fragments_dropped, 20 - admitted);
+    assert_int_equal(snapshot(h).stats.tx_frames - before, 20); /* the policy passed them all */
+}
+
+static void do_slirp_stats(struct harness *h, void *arg)
+{
+    *(struct net_slirp_stats *)arg = *net_slirp_stats(h->be);
+}
+
+static struct net_slirp_stats slirp_stats(struct harness *h)
+{
+    struct net_slirp_stats st;
+    run_on_loop(h, do_slirp_stats, &st);
+    return st;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_guest_flow_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fragment_budget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dhcp_offer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dhcp_offer_under_host_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_arp_reply, setup, teardown),

@@ -10,6 +10,13 @@
  * listing is removed rather than paused, because a paused descriptor still reports hang-ups
  * and would spin the loop. The timerfd is armed for the earlier of the fill's timeout and the
  * first slirp timer.
+ *
+ * Guest flows (slirp.h, flow.h) are counted per descriptor: a socket slirp announces
+ * (register_poll_fd) while it handles a guest frame, or that first shows up in the fill right
+ * after one (slirp 4.7 opens ping sockets without announcing them), is the guest's until slirp
+ * unregisters it. Sockets of forwards and of host connections to them are not counted. Should
+ * slirp ever close one without unregistering it, a sweep at the cap (at most once a second)
+ * forgets descriptors that are no longer sockets.
  */
 #include "net/slirp.h"
 
@@ -22,9 +29,12 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "net/flow.h"
 
 /* One descriptor slirp asked to have polled. */
 struct watch {
@@ -43,6 +53,14 @@ struct slirp_timer {
     SlirpTimerCb cb;
     void *cb_opaque;
     int64_t expire_ms; /* -1 when not armed */
+};
+
+/* Whose socket a descriptor is. */
+enum fd_owner { FD_UNKNOWN, FD_HOST, FD_GUEST };
+
+struct fd_flow {
+    uint8_t owner;
+    struct net_flow_key key; /* FD_GUEST: the frame that opened it */
 };
 
 /* The fill's entries, by the index slirp was given. */
@@ -66,6 +84,19 @@ struct net_slirp {
     struct slirp_timer *timers;
     bool pumping, pump_again;
     uint64_t guest_errors;
+    /* Guest flows. */
+    struct fd_flow *flows; /* by descriptor */
+    unsigned flows_len;
+    unsigned max_flows;
+    bool in_input;        /* inside slirp_input: sockets announced now are the guest's */
+    bool fill_for_input;  /* the pump after a guest frame: new sockets in the fill are too */
+    struct net_flow_key input_key;
+    int64_t last_sweep_ms;
+    /* Fragment budget: a token bucket of bytes. */
+    size_t frag_budget;
+    uint64_t frag_tokens;
+    int64_t frag_refill_ms;
+    struct net_slirp_stats fstats;
 };
 
 static struct net_slirp *to_ns(struct net_backend *be) { return (struct net_slirp *)be; }
@@ -75,6 +106,111 @@ static int64_t now_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* ---- Guest flows. ---- */
+
+static struct fd_flow *flow_slot(struct net_slirp *ns, int fd)
+{
+    if (fd < 0)
+        return NULL;
+    if ((unsigned)fd >= ns->flows_len) {
+        unsigned len = (unsigned)fd + 64;
+        struct fd_flow *grown = realloc(ns->flows, len * sizeof(*grown));
+        if (!grown)
+            return NULL; /* untracked: the cap then errs on the side of the guest */
+        memset(grown + ns->flows_len, 0, (len - ns->flows_len) * sizeof(*grown));
+        ns->flows = grown;
+        ns->flows_len = len;
+    }
+    return &ns->flows[fd];
+}
+
+/* A descriptor slirp uses: attributed once, when first seen. */
+static void note_fd(struct net_slirp *ns, int fd, bool guest)
+{
+    struct fd_flow *f = flow_slot(ns, fd);
+    if (!f || f->owner != FD_UNKNOWN)
+        return;
+    f->owner = guest ? FD_GUEST : FD_HOST;
+    f->key = ns->input_key;
+    if (guest)
+        ns->fstats.guest_flows++;
+}
+
+static void forget_fd(struct net_slirp *ns, int fd)
+{
+    if (fd < 0 || (unsigned)fd >= ns->flows_len)
+        return;
+    if (ns->flows[fd].owner == FD_GUEST)
+        ns->fstats.guest_flows--;
+    ns->flows[fd].owner = FD_UNKNOWN;
+}
+
+/* Whether slirp has a UDP socket for this guest source already (it reuses it, see flow.h). */
+static bool udp_flow_exists(const struct net_slirp *ns, const struct net_flow_key *key)
+{
+    for (unsigned fd = 0; fd < ns->flows_len; fd++) {
+        const struct fd_flow *f = &ns->flows[fd];
+        if (f->owner == FD_GUEST && f->key.proto == key->proto && f->key.src == key->src &&
+            f->key.sport == key->sport)
+            return true;
+    }
+    return false;
+}
+
+/* Forgets guest descriptors that are no longer sockets (closed behind our back). */
+static void sweep_flows(struct net_slirp *ns)
+{
+    int64_t now_ms = now_ns() / 1000000;
+    if (now_ms - ns->last_sweep_ms < 1000)
+        return;
+    ns->last_sweep_ms = now_ms;
+    for (unsigned fd = 0; fd < ns->flows_len; fd++) {
+        struct stat st;
+        if (ns->flows[fd].owner == FD_GUEST && (fstat((int)fd, &st) != 0 || !S_ISSOCK(st.st_mode)))
+            forget_fd(ns, (int)fd);
+    }
+}
+
+static bool take_fragment_budget(struct net_slirp *ns, size_t len)
+{
+    int64_t now_ms = now_ns() / 1000000;
+    uint64_t refill = (uint64_t)(now_ms - ns->frag_refill_ms) * ns->frag_budget /
+                      NET_SLIRP_FRAGMENT_WINDOW_MS;
+    if (refill) {
+        ns->frag_tokens = ns->frag_tokens + refill > ns->frag_budget ? ns->frag_budget
+                                                                     : ns->frag_tokens + refill;
+        ns->frag_refill_ms = now_ms;
+    }
+    uint64_t cost = len + 2048; /* slirp's mbuf around the fragment */
+    if (ns->frag_tokens < cost)
+        return false;
+    ns->frag_tokens -= cost;
+    return true;
+}
+
+/* Whether a guest frame may reach slirp: at the cap, nothing that could open a socket does
+ * (a fragment could complete a datagram that opens one), except datagrams of UDP flows that
+ * exist; fragments also spend the budget. */
+static bool admit(struct net_slirp *ns, enum net_flow_kind kind, const struct net_flow_key *key,
+                  size_t len)
+{
+    if (kind == NET_FLOW_NONE)
+        return true;
+    if (ns->fstats.guest_flows >= ns->max_flows &&
+        !(kind == NET_FLOW_UDP && udp_flow_exists(ns, key))) {
+        sweep_flows(ns);
+        if (ns->fstats.guest_flows >= ns->max_flows) {
+            ns->fstats.flows_refused++;
+            return false;
+        }
+    }
+    if (kind == NET_FLOW_FRAGMENT && !take_fragment_budget(ns, len)) {
+        ns->fstats.fragments_dropped++;
+        return false;
+    }
+    return true;
 }
 
 /* ---- Watches: descriptors on the I/O loop. ---- */
@@ -181,6 +317,7 @@ static int add_poll(int fd, int events, void *opaque)
         ns->fill = grown;
         ns->fill_cap = cap;
     }
+    note_fd(ns, fd, ns->fill_for_input);
     struct watch *w = find_watch(ns, fd);
     if (!w)
         w = new_watch(ns, fd);
@@ -351,17 +488,19 @@ static void cb_timer_mod(void *timer, int64_t expire_ms, void *opaque)
         arm_timerfd(ns);
 }
 
-/* Registration happens through the fill, which knows the events too. */
+/* Watching happens through the fill, which knows the events too; this only says whose the
+ * socket is. */
 static void cb_register_poll_fd(int fd, void *opaque)
 {
-    (void)fd;
-    (void)opaque;
+    struct net_slirp *ns = opaque;
+    note_fd(ns, fd, ns->in_input);
 }
 
 /* slirp is about to close fd: take it off the loop while the number is still its own. */
 static void cb_unregister_poll_fd(int fd, void *opaque)
 {
     struct net_slirp *ns = opaque;
+    forget_fd(ns, fd);
     struct watch *w = find_watch(ns, fd);
     if (w)
         drop_watch(ns, w);
@@ -387,8 +526,17 @@ static const SlirpCb slirp_callbacks = {
 static void ns_send(struct net_backend *be, const uint8_t *frame, size_t len)
 {
     struct net_slirp *ns = to_ns(be);
+    struct net_flow_key key = {0};
+    enum net_flow_kind kind = net_flow_classify(frame, len, NET_SLIRP_GATEWAY, NET_SLIRP_DNS, &key);
+    if (!admit(ns, kind, &key, len))
+        return;
+    ns->input_key = key;
+    ns->in_input = true;
     slirp_input(ns->slirp, frame, (int)len);
+    ns->in_input = false;
+    ns->fill_for_input = kind != NET_FLOW_NONE;
     pump(ns);
+    ns->fill_for_input = false;
 }
 
 static void ns_destroy(struct net_backend *be)
@@ -407,6 +555,7 @@ static void ns_destroy(struct net_backend *be)
     free(ns->watches);
     free(ns->by_fd);
     free(ns->fill);
+    free(ns->flows);
     free(ns);
 }
 
@@ -483,6 +632,10 @@ struct net_backend *net_slirp_new(struct io_loop *loop, const struct net_slirp_c
     struct net_policy policy = {config->policy, NET_SLIRP_GATEWAY, NET_SLIRP_DNS};
     net_backend_init(&ns->be, &slirp_ops, &policy);
     ns->loop = loop;
+    ns->max_flows = config->max_guest_flows ? config->max_guest_flows : NET_SLIRP_MAX_GUEST_FLOWS;
+    ns->frag_budget = config->fragment_budget ? config->fragment_budget : NET_SLIRP_FRAGMENT_BUDGET;
+    ns->frag_tokens = ns->frag_budget;
+    ns->frag_refill_ms = now_ns() / 1000000;
     ns->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (ns->timer_fd < 0 || io_loop_add(loop, ns->timer_fd, EPOLLIN, on_timerfd, ns) < 0) {
         snprintf(error, error_len, "network: timerfd: %s", strerror(errno));
@@ -511,4 +664,9 @@ struct net_backend *net_slirp_new(struct io_loop *loop, const struct net_slirp_c
 unsigned net_slirp_watched_fds(const struct net_backend *be)
 {
     return ((const struct net_slirp *)be)->watch_count;
+}
+
+const struct net_slirp_stats *net_slirp_stats(const struct net_backend *be)
+{
+    return &((const struct net_slirp *)be)->fstats;
 }

@@ -38,10 +38,35 @@ struct net_slirp_forward {
     uint16_t guest_port;
 };
 
+/*
+ * What a flooding guest can make slirp hold (slirp has no limits of its own, see flow.h):
+ * - sockets slirp opens for the guest (its TCP connections, UDP source ports, pings): at most
+ *   NET_SLIRP_MAX_GUEST_FLOWS at once. At the cap, frames that would open another are dropped
+ *   (a connection attempt goes unanswered, as through a full NAT table), datagrams of UDP
+ *   flows that exist still pass, and it lifts as slirp closes sockets (a closed TCP one after
+ *   its 10 s TIME_WAIT, an idle UDP one after 4 minutes, DNS after 10 s). Each TCP socket has
+ *   up to 2 x 128 KiB of buffers (allocated lazily), so that bounds them too.
+ * - IP fragments waiting for reassembly (slirp keeps an incomplete datagram 30 s): admitted
+ *   within NET_SLIRP_FRAGMENT_BUDGET bytes per 30 s (each counted with 2 KiB of overhead), so
+ *   they hold at most twice that; Linux guests fragment only UDP datagrams over the MTU.
+ * Frames for the guest are bounded by the backend's receive queue (backend.h).
+ */
+#define NET_SLIRP_MAX_GUEST_FLOWS 1024
+#define NET_SLIRP_FRAGMENT_BUDGET (8u << 20)
+#define NET_SLIRP_FRAGMENT_WINDOW_MS 30000
+
 struct net_slirp_config {
     enum net_policy_mode policy;
     const struct net_slirp_forward *forwards;
     unsigned forward_count;
+    unsigned max_guest_flows; /* 0: NET_SLIRP_MAX_GUEST_FLOWS (tests set small ones) */
+    size_t fragment_budget;   /* 0: NET_SLIRP_FRAGMENT_BUDGET */
+};
+
+struct net_slirp_stats {
+    unsigned guest_flows;       /* sockets slirp holds for the guest now */
+    uint64_t flows_refused;     /* frames dropped at the flow cap */
+    uint64_t fragments_dropped; /* fragments beyond the budget */
 };
 
 /*
@@ -54,5 +79,6 @@ struct net_backend *net_slirp_new(struct io_loop *loop, const struct net_slirp_c
 
 /* The descriptors slirp currently has watched on the loop (its sockets): for tests. */
 unsigned net_slirp_watched_fds(const struct net_backend *be);
+const struct net_slirp_stats *net_slirp_stats(const struct net_backend *be);
 
 #endif
