@@ -5,7 +5,8 @@
 # exec API's, tests/e2e/exec_api.c), KERNEL,
 # VMLINUX, INITRD, WORK (empty scratch dir), VIRTIO_GARBAGE (the static hostile virtio driver
 # the cases carry into guests, tests/e2e/guest/virtio_garbage.c), MMAP_CAT (the static guest
-# program that reads a file through mmap, tests/e2e/guest/mmap_cat.c), E2E_MODE (direct or
+# program that reads a file through mmap, tests/e2e/guest/mmap_cat.c), TAPCTL and DNS_RESPONDER
+# (host-side programs of the network cases, tests/e2e/tapctl.c, dns_responder.c), E2E_MODE (direct or
 # testhost, see run.sh; only for working around the test host's own limits).
 #
 # A case records failed checks with `fail` (it keeps going, so one run shows every broken

@@ -9,7 +9,7 @@
 #   run-cases.sh CASE.sh...
 #
 # Environment: COVE, VM_API, KERNEL, VMLINUX, INITRD (passed on to the cases, as are
-# VIRTIO_GARBAGE, MMAP_CAT and E2E_MODE for the cases that use them); E2E_SCRATCH, a directory for the cases' WORK dirs
+# VIRTIO_GARBAGE, MMAP_CAT, TAPCTL, DNS_RESPONDER and E2E_MODE for the cases that use them); E2E_SCRATCH, a directory for the cases' WORK dirs
 # (default: a new temporary one); E2E_CASE_TIMEOUT, seconds per case (default 600). POSIX sh
 # and busybox-compatible: it is the core of the test host's /init as well as of direct mode.
 set -u

@@ -2,7 +2,7 @@
 # Cove end-to-end tests: boots real guests with the cove CLI and checks what they do.
 #
 #   run.sh [--cove PATH] [--vm-api PATH] [--exec-api PATH] [--virtio-garbage PATH]
-#          [--mmap-cat PATH] [--initrd PATH]
+#          [--mmap-cat PATH] [--tapctl PATH] [--dns-responder PATH] [--initrd PATH]
 #          [--filter PATTERN] [--log PATH] [--mode direct|testhost]
 #
 # --vm-api is the libcove API test program (tests/e2e/vm_api.c), run by the cases as $VM_API;
@@ -10,6 +10,9 @@
 # --virtio-garbage is the static hostile virtio driver (tests/e2e/guest/virtio_garbage.c) the
 # cases carry into guests on a disk image, as $VIRTIO_GARBAGE; --mmap-cat the static guest
 # program that reads a file through mmap (tests/e2e/guest/mmap_cat.c), as $MMAP_CAT.
+# --tapctl (TAP devices: tests/e2e/tapctl.c) and --dns-responder (a one-name DNS server:
+# tests/e2e/dns_responder.c) are static programs the network cases run on the host, as $TAPCTL
+# and $DNS_RESPONDER.
 #
 # The disk cases make ext4 images with e2fsprogs (mke2fs -d, debugfs, e2fsck): in direct mode
 # the host's; in testhost mode this script carries the host's into the test host.
@@ -38,6 +41,8 @@ vm_api=$root/build/tests/e2e/vm_api
 exec_api=$root/build/tests/e2e/exec_api
 virtio_garbage=$root/build/tests/e2e/virtio_garbage
 mmap_cat=$root/build/tests/e2e/mmap_cat
+tapctl=$root/build/tests/e2e/tapctl
+dns_responder=$root/build/tests/e2e/dns_responder
 initrd=$root/build/guest/initramfs.cpio.gz
 filter=
 log=
@@ -49,6 +54,8 @@ while [ $# -gt 0 ]; do
         --exec-api) exec_api=${2:?--exec-api needs a path}; shift 2 ;;
         --virtio-garbage) virtio_garbage=${2:?--virtio-garbage needs a path}; shift 2 ;;
         --mmap-cat) mmap_cat=${2:?--mmap-cat needs a path}; shift 2 ;;
+        --tapctl) tapctl=${2:?--tapctl needs a path}; shift 2 ;;
+        --dns-responder) dns_responder=${2:?--dns-responder needs a path}; shift 2 ;;
         --initrd) initrd=${2:?--initrd needs a path}; shift 2 ;;
         --filter) filter=${2:?--filter needs a pattern}; shift 2 ;;
         --log) log=${2:?--log needs a path}; shift 2 ;;
@@ -79,12 +86,17 @@ abspath() {
 [ -x "$virtio_garbage" ] ||
     suite_fail "guest test program '$virtio_garbage' not found (build it, or pass --virtio-garbage)"
 [ -x "$mmap_cat" ] || suite_fail "guest test program '$mmap_cat' not found (build it, or pass --mmap-cat)"
+[ -x "$tapctl" ] || suite_fail "test program '$tapctl' not found (build it, or pass --tapctl)"
+[ -x "$dns_responder" ] ||
+    suite_fail "test program '$dns_responder' not found (build it, or pass --dns-responder)"
 [ -f "$initrd" ] || suite_fail "guest initramfs '$initrd' not found (build it, or pass --initrd)"
 cove=$(abspath "$cove")
 vm_api=$(abspath "$vm_api")
 exec_api=$(abspath "$exec_api")
 virtio_garbage=$(abspath "$virtio_garbage")
 mmap_cat=$(abspath "$mmap_cat")
+tapctl=$(abspath "$tapctl")
+dns_responder=$(abspath "$dns_responder")
 initrd=$(abspath "$initrd")
 
 # ---- Cases ----
@@ -181,7 +193,7 @@ started=$(date +%s)
 if [ "$mode" = direct ]; then
     # shellcheck disable=SC2046
     E2E_MODE=direct COVE=$cove VM_API=$vm_api EXEC_API=$exec_api VIRTIO_GARBAGE=$virtio_garbage \
-        MMAP_CAT=$mmap_cat KERNEL=$kernel \
+        MMAP_CAT=$mmap_cat TAPCTL=$tapctl DNS_RESPONDER=$dns_responder KERNEL=$kernel \
         VMLINUX=$vmlinux INITRD=$initrd E2E_SCRATCH=$tmp/work \
         "$here/run-cases.sh" $(case_files "$here/cases") 2>&1 | tee "$log" | stream
 else
@@ -197,6 +209,8 @@ else
     cp "$exec_api" "$overlay/e2e/bin/exec_api"
     cp "$virtio_garbage" "$overlay/e2e/bin/virtio_garbage"
     cp "$mmap_cat" "$overlay/e2e/bin/mmap_cat"
+    cp "$tapctl" "$overlay/e2e/bin/tapctl"
+    cp "$dns_responder" "$overlay/e2e/bin/dns_responder"
     e2fsprogs=
     for tool in mke2fs debugfs e2fsck; do
         found=
