@@ -164,6 +164,43 @@ static void test_order_kept_behind_queue(void **state)
     net_backend_free(&fb.be);
 }
 
+static unsigned drained_calls;
+
+static void count_drained(struct net_backend *be)
+{
+    (void)be;
+    drained_calls++;
+}
+
+/* rx_drained (what lets a backend resume reading its source) comes once the queue is empty,
+ * after the receiver took everything or after a purge, and not while frames still wait. */
+static void test_rx_drained(void **state)
+{
+    (void)state;
+    static const struct net_backend_ops ops = {
+        .send = fake_send, .destroy = fake_destroy, .rx_drained = count_drained};
+    struct fake_backend fb;
+    struct receiver r;
+    init(&fb, &r, NET_POLICY_OPEN);
+    fb.be.ops = &ops;
+    drained_calls = 0;
+    deliver_seq(&fb.be, 1, 60);
+    deliver_seq(&fb.be, 2, 60);
+    assert_int_equal(fb.be.rxq_count, 2);
+    net_backend_rx_ready(&fb.be); /* still no room */
+    assert_int_equal(drained_calls, 0);
+    r.room = true;
+    net_backend_rx_ready(&fb.be);
+    assert_int_equal(r.got, 2);
+    assert_int_equal(drained_calls, 1);
+    r.room = false;
+    deliver_seq(&fb.be, 3, 60);
+    net_backend_rx_purge(&fb.be);
+    assert_int_equal(fb.be.rxq_count, 0);
+    assert_int_equal(drained_calls, 2);
+    net_backend_free(&fb.be);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +209,7 @@ int main(void)
         cmocka_unit_test(test_queue_capped_in_frames),
         cmocka_unit_test(test_queue_capped_in_bytes),
         cmocka_unit_test(test_order_kept_behind_queue),
+        cmocka_unit_test(test_rx_drained),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
