@@ -10,7 +10,10 @@
 #   boot with one line (125; 2 without a command); a tap owned by the user and a multi-queue
 #   tap attach.
 # Needs root (TAP devices; tapctl makes them, since busybox has no `ip tuntap`). Nothing leaves
-# this machine: the tap's network is 10.9.0.0/24 on this host only.
+# this machine: the tap's network is 10.9.0.0/24 on this host only. In direct mode this runs on
+# the host itself: it makes (and removes) taps named cove-*PID with 10.9.0.1/24, serves DNS on
+# 127.0.0.1:53 (so it fails if a resolver holds that port), and opens /dev/kvm and
+# /dev/net/tun to others for two runs as uid 1000 (their modes restored after).
 . "${0%/*}/../lib.sh"
 : "${TAPCTL:?}" "${DNS_RESPONDER:?}"
 
