@@ -7,8 +7,8 @@
 #                 [--no-backend] [--backend-runs N] [--backend-file PATH]
 #
 # In the VMs (skipped with --no-vm): one session of the nested QEMU "test host" (see
-# docs/benchmarks.md), in which cove and QEMU (-M microvm,rtc=on, virtio-blk on virtio-mmio,
-# aio=io_uring; see bench/disk-testhost-init.sh for why not virtio-blk-pci) take turns
+# docs/benchmarks.md), in which cove and QEMU (-M microvm,rtc=on,pcie=on, virtio-blk-pci,
+# aio=io_uring) take turns
 # booting the same guest (1 vCPU, 512 MiB, the default initramfs plus bench/disk-guest.sh) with the same two disks: a read-only ext2 "tools" image with fio and its
 # libraries, and the image under test. In the guest fio (libaio, O_DIRECT on the raw device)
 # runs three jobs: seqread (1 MiB, depth 8), randread (4 KiB, depth 32), seqwrite (1 MiB,
