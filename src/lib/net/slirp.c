@@ -429,6 +429,8 @@ static Slirp *start_slirp(struct net_slirp *ns)
         .vhostname = "cove",
         .vdhcp_start = in4(NET_SLIRP_GUEST),
         .vnameserver = in4(NET_SLIRP_DNS),
+        .if_mtu = NET_SLIRP_MTU,
+        .if_mru = NET_SLIRP_MTU,
     };
     return slirp_new(&cfg, &slirp_callbacks, ns);
 }
@@ -482,6 +484,8 @@ struct net_backend *net_slirp_new(struct io_loop *loop, const struct net_slirp_c
     }
     struct net_policy policy = {config->policy, NET_SLIRP_GATEWAY, NET_SLIRP_DNS};
     net_backend_init(&ns->be, &slirp_ops, &policy);
+    ns->be.mtu = NET_SLIRP_MTU;
+    ns->be.rx_csum_valid = true; /* slirp builds every frame it sends, checksums included */
     ns->loop = loop;
     ns->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (ns->timer_fd < 0 || io_loop_add(loop, ns->timer_fd, EPOLLIN, on_timerfd, ns) < 0) {
