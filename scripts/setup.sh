@@ -16,6 +16,7 @@ packages=(
     e2fsprogs                                      # disk images for the tests (mke2fs -d, debugfs)
     qemu-system-x86                                # the nested test host and the benchmarks' reference
     fio                                            # the disk benchmark (bench/disk.sh)
+    iperf3                                         # the network benchmark (bench/net.sh), carried into its guests
 )
 missing=()
 for p in "${packages[@]}"; do

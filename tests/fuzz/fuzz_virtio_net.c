@@ -7,7 +7,10 @@
  * buffer past its posted length, returns rx chains with a used length within the chain and
  * only chains that were posted, and hands the backend frames of sane sizes only.
  *
- * The first byte picks features (bit 0: MRG_RXBUF) and the policy (bit 1: host-only).
+ * The first byte picks features (bit 0: MRG_RXBUF, bit 2: CSUM, bit 3: GUEST_CSUM), the policy
+ * (bit 1: host-only) and the backend's capabilities (bit 4: a 65520-byte MTU and valid
+ * checksums, as slirp's). The tx chain bytes include the header, so its checksum offsets,
+ * flags and gso fields are the fuzzer's.
  * Script (each command one byte, then its arguments; missing bytes end the script):
  *   0 tx:      u8 split (& 3: descriptors - 1), u8 writable (bit 0: a writable descriptor last),
  *              u16 length, then that many chain bytes (header and frame) from the input
@@ -17,6 +20,8 @@
  *   4 bad:     u8 queue (& 1): a descriptor outside guest RAM
  *   5 reset:   the driver resets and re-activates the device
  *   6 echo:    toggles the backend answering each frame at once (tx -> rx inside the kick)
+ *   7 csum:    u16 length, u16 start, u16 offset, then that many frame bytes: the checksum
+ *              completion alone, checked against the one's-complement identity
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -249,11 +254,48 @@ static void cmd_reset(struct run *r)
     r->dev->ops->activate(r->dev);
 }
 
+static uint32_t sum16(uint32_t sum, const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        sum += i & 1 ? p[i] : (uint32_t)p[i] << 8;
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return sum;
+}
+
+/* A completed checksum touches only its field, which must lie inside the frame past the
+ * Ethernet header; and (for a word-aligned field) the covered bytes plus the seed that was in
+ * the field sum to all ones, which is what the receiver checks. */
+static void cmd_csum(struct run *r)
+{
+    static uint8_t frame[NET_FRAME_MAX], orig[NET_FRAME_MAX];
+    uint8_t args[6];
+    if (!take(r, args, sizeof(args)))
+        return;
+    size_t len = get16(args) % (NET_FRAME_MAX + 1);
+    uint16_t start = get16(args + 2), offset = get16(args + 4);
+    if (!take(r, frame, len))
+        return;
+    memcpy(orig, frame, len);
+    if (!virtio_net_complete_csum(frame, len, start, offset)) {
+        if (memcmp(frame, orig, len))
+            __builtin_trap();
+        return;
+    }
+    size_t field = (size_t)start + offset;
+    if (start < NET_FRAME_MIN || field + 2 > len || memcmp(frame, orig, field) ||
+        memcmp(frame + field + 2, orig + field + 2, len - field - 2))
+        __builtin_trap();
+    uint32_t seed = (uint32_t)orig[field] << 8 | orig[field + 1];
+    if (offset % 2 == 0 && sum16(seed, frame + start, len - start) != 0xffff)
+        __builtin_trap();
+}
+
 static void run_script(struct run *r)
 {
     uint8_t cmd;
     while (take(r, &cmd, 1)) {
-        switch (cmd % 7) {
+        switch (cmd % 8) {
         case 0: cmd_tx(r); break;
         case 1: cmd_rx(r); break;
         case 2: cmd_deliver(r); break;
@@ -264,6 +306,7 @@ static void run_script(struct run *r)
         case 4: cmd_bad(r); break;
         case 5: cmd_reset(r); break;
         case 6: r->fb->echo = !r->fb->echo; break;
+        case 7: cmd_csum(r); break;
         }
     }
     for (uint16_t i = 0; i < QSIZE; i++)
@@ -282,13 +325,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct net_policy policy = {data[0] & 2 ? NET_POLICY_HOST_ONLY : NET_POLICY_OPEN,
                                 0x0a000202, 0x0a000203};
     net_backend_init(&r->fb->be, &fb_ops, &policy);
+    if (data[0] & 16) {
+        r->fb->be.mtu = 65520;
+        r->fb->be.rx_csum_valid = true;
+    }
     static const uint8_t mac[6] = {0x52, 0x54, 0, 1, 2, 3};
     r->dev = virtio_net_new(mac, &r->fb->be);
     r->dev->queues = r->queues;
     r->dev->queue_enabled = r->enabled;
     r->dev->transport_ops = &transport;
     r->dev->driver_features = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC |
-                              (data[0] & 1 ? 1ULL << VIRTIO_NET_F_MRG_RXBUF : 0);
+                              (data[0] & 1 ? 1ULL << VIRTIO_NET_F_MRG_RXBUF : 0) |
+                              (data[0] & 4 ? 1ULL << VIRTIO_NET_F_CSUM : 0) |
+                              (data[0] & 8 ? 1ULL << VIRTIO_NET_F_GUEST_CSUM : 0);
     setup_queues(r);
     r->dev->ops->activate(r->dev);
     r->in = data + 1;

@@ -261,6 +261,15 @@ static bool is_syn_to_guest(const uint8_t *f, size_t len, const void *want)
            (t[13] & 0x12) == 0x02;
 }
 
+/* A SYN whose MSS option (the first option, as slirp sends it) is *want. */
+static bool is_syn_with_mss(const uint8_t *f, size_t len, const void *want)
+{
+    const uint8_t *t = ipv4_l4(f, len, 6);
+    if (!t || (t[13] & 0x12) != 0x02 || (t[12] >> 4) * 4 < 24 || (size_t)(t - f) + 24 > len)
+        return false;
+    return t[20] == 2 && t[21] == 4 && frame_be16(t + 22) == *(const uint16_t *)want;
+}
+
 /* ---- Host sockets. ---- */
 
 /* A TCP or UDP socket bound (and for TCP listening) on 127.0.0.1 at a free port. */
@@ -385,6 +394,18 @@ static int connect_forward(struct harness *h, enum net_policy_mode policy, uint1
 static void test_forward_reaches_guest(void **state)
 {
     close(connect_forward(*state, NET_POLICY_HOST_ONLY, 8080));
+}
+
+/* The link MTU reached slirp: the SYN it sends the guest offers a 64 KiB segment (MTU less the
+ * IP and TCP headers), and the backend tells the device the MTU and that its checksums hold. */
+static void test_link_mtu(void **state)
+{
+    struct harness *h = *state;
+    close(connect_forward(h, NET_POLICY_OPEN, 8080));
+    uint16_t mss = NET_SLIRP_MTU - 40;
+    assert_true(wait_frame(h, is_syn_with_mss, &mss));
+    assert_int_equal(h->be->mtu, 65520);
+    assert_true(h->be->rx_csum_valid);
 }
 
 /* Nothing but slirp's timers makes it send again: an unanswered SYN is retransmitted (after
@@ -550,6 +571,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arp_reply, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_only_drops_before_slirp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_reaches_guest, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_link_mtu, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timers_retransmit_syn, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_port_in_use, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forward_bad_address, setup, teardown),

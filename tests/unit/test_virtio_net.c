@@ -181,15 +181,58 @@ static void test_identity_and_config(void **state)
     assert_true(f & 1ULL << VIRTIO_NET_F_MAC);
     assert_true(f & 1ULL << VIRTIO_NET_F_MRG_RXBUF);
     assert_true(f & 1ULL << VIRTIO_NET_F_STATUS);
-    assert_false(f & 1ULL << VIRTIO_NET_F_CSUM);
-    uint8_t cfg[8];
+    /* Checksums are completed by the device whatever the backend; a backend that claims
+     * neither valid checksums nor a larger MTU gets neither offered. */
+    assert_true(f & 1ULL << VIRTIO_NET_F_CSUM);
+    assert_false(f & 1ULL << VIRTIO_NET_F_GUEST_CSUM);
+    assert_false(f & 1ULL << VIRTIO_NET_F_MTU);
+    uint8_t cfg[12];
     b->dev->ops->config_read(b->dev, 0, cfg, sizeof(cfg));
     assert_memory_equal(cfg, mac, 6);
     assert_int_equal(cfg[6] | cfg[7] << 8, VIRTIO_NET_S_LINK_UP);
-    uint8_t tail[4];
+    assert_int_equal(cfg[10] | cfg[11] << 8, 1500);
+    uint8_t tail[8];
     b->dev->ops->config_read(b->dev, 6, tail, sizeof(tail));
     assert_int_equal(tail[0], 1);
-    assert_int_equal(tail[2] | tail[3], 0);
+    assert_int_equal(tail[6] | tail[7], 0); /* past the config space */
+}
+
+/* A backend that builds its frames and has a large link gets GUEST_CSUM and MTU offered; the
+ * MTU is in the config space and each receive header says DATA_VALID once negotiated. */
+static void test_capable_backend(void **state)
+{
+    struct bench *b = *state;
+    b->dev->ops->destroy(b->dev);
+    b->fb = calloc(1, sizeof(*b->fb));
+    assert_non_null(b->fb);
+    struct net_policy open_policy = {NET_POLICY_OPEN, 0, 0};
+    net_backend_init(&b->fb->be, &fake_ops, &open_policy);
+    b->fb->be.mtu = 65520;
+    b->fb->be.rx_csum_valid = true;
+    b->dev = virtio_net_new(mac, &b->fb->be);
+    assert_non_null(b->dev);
+    b->dev->queues = b->queues;
+    b->dev->queue_enabled = b->enabled;
+    b->dev->transport_ops = &fake_transport_ops;
+    b->dev->transport = &b->t;
+    uint64_t f = b->dev->device_features;
+    assert_true(f & 1ULL << VIRTIO_NET_F_GUEST_CSUM);
+    assert_true(f & 1ULL << VIRTIO_NET_F_MTU);
+    uint8_t mtu[2];
+    b->dev->ops->config_read(b->dev, 10, mtu, sizeof(mtu));
+    assert_int_equal(mtu[0] | mtu[1] << 8, 65520);
+    b->dev->driver_features = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MRG_RXBUF |
+                              1ULL << VIRTIO_NET_F_GUEST_CSUM;
+    activate(b);
+    uint64_t gpa[2] = {post_rx(b, 40000), post_rx(b, 40000)};
+    deliver(b, 65520 + 14, 9); /* the largest frame such a link carries, across two buffers */
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 2);
+    assert_int_equal(num_buffers(b, gpa[0]), 2);
+    const uint8_t *h = fake_ptr(&b->mem, gpa[0], HDR);
+    assert_int_equal(h[0], 2); /* VIRTIO_NET_HDR_F_DATA_VALID */
+    for (int i = 1; i < 10; i++)
+        assert_int_equal(h[i], 0);
+    assert_true(canary_intact(b, gpa[1], 40000));
 }
 
 static void test_tx_frame_reaches_backend(void **state)
@@ -229,6 +272,153 @@ static void test_tx_bad_chains_refused(void **state)
     kick(b, TXQ);
     assert_int_equal(b->fb->sent, 1);
     assert_int_equal(b->fb->last_len, NET_FRAME_MAX);
+}
+
+/* ---- Checksum offload. ---- */
+
+#define ETH 14
+#define IPH 20
+
+static void put_be16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* RFC 1071 written out separately from the device's: 32-bit accumulator, folded at the end. */
+static uint32_t ref_sum(uint32_t sum, const uint8_t *p, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        sum += i & 1 ? p[i] : (uint32_t)p[i] << 8;
+    return sum;
+}
+
+static uint16_t ref_fold(uint32_t sum)
+{
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)sum;
+}
+
+/* The pseudo-header's sum for an IPv4 frame built by ip_frame. */
+static uint32_t pseudo_sum(const uint8_t *f, uint8_t proto, size_t l4_len)
+{
+    return ref_sum(0, f + ETH + 12, 8) + proto + (uint32_t)l4_len;
+}
+
+/* Ethernet + IPv4 + l4_len bytes of patterned transport data (ports, lengths don't matter
+ * to a checksum). */
+static size_t ip_frame(uint8_t *f, uint8_t proto, size_t l4_len)
+{
+    memset(f, 0, ETH + IPH);
+    put_be16(f + 12, 0x0800);
+    f[ETH] = 0x45;
+    put_be16(f + ETH + 2, (uint16_t)(IPH + l4_len));
+    f[ETH + 8] = 64;
+    f[ETH + 9] = proto;
+    const uint8_t addrs[8] = {10, 0, 2, 15, 10, 0, 2, 2};
+    memcpy(f + ETH + 12, addrs, 8);
+    fill_pattern(f + ETH + IPH, l4_len, 0x5b);
+    return ETH + IPH + l4_len;
+}
+
+/* A transmit chain with the header's every field given. */
+static void post_tx_hdr(struct bench *b, uint8_t flags, uint8_t gso, uint16_t start,
+                        uint16_t offset, const uint8_t *frame, uint32_t len)
+{
+    uint64_t hdr = alloc_buf(b, HDR), data = alloc_buf(b, len);
+    uint8_t *h = fake_ptr(&b->mem, hdr, HDR);
+    h[0] = flags;
+    h[1] = gso;
+    h[6] = (uint8_t)start;
+    h[7] = (uint8_t)(start >> 8);
+    h[8] = (uint8_t)offset;
+    h[9] = (uint8_t)(offset >> 8);
+    memcpy(fake_ptr(&b->mem, data, len), frame, len);
+    struct fake_buf bufs[2] = {{hdr, HDR, false}, {data, len, false}};
+    fake_post(&b->ring[TXQ], bufs, 2);
+}
+
+static void negotiate_csum(struct bench *b)
+{
+    b->dev->driver_features |= 1ULL << VIRTIO_NET_F_CSUM;
+    activate(b);
+}
+
+/* The guest leaves the pseudo-header sum in the field, as Linux does for CHECKSUM_PARTIAL;
+ * the backend must get the checksum an independent computation gives, the rest untouched. */
+static void expect_completed(struct bench *b, uint8_t proto, uint16_t field, size_t l4_len)
+{
+    static uint8_t f[NET_FRAME_MAX], want[NET_FRAME_MAX];
+    size_t len = ip_frame(f, proto, l4_len);
+    uint8_t *l4 = f + ETH + IPH;
+    memset(l4 + field, 0, 2);
+    uint16_t csum = (uint16_t)~ref_fold(ref_sum(pseudo_sum(f, proto, l4_len), l4, l4_len));
+    memcpy(want, f, len);
+    put_be16(want + ETH + IPH + field, csum ? csum : 0xffff);
+    put_be16(l4 + field, ref_fold(pseudo_sum(f, proto, l4_len)));
+    unsigned sent = b->fb->sent;
+    post_tx_hdr(b, 1, 0, ETH + IPH, field, f, (uint32_t)len);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, sent + 1);
+    assert_int_equal(b->fb->last_len, len);
+    assert_memory_equal(b->fb->last, want, len);
+    /* And the receiver's check: pseudo-header plus segment sum to all ones. */
+    uint32_t check = ref_sum(pseudo_sum(f, proto, l4_len), b->fb->last + ETH + IPH, l4_len);
+    assert_int_equal(ref_fold(check), 0xffff);
+}
+
+static void test_tx_csum_completed(void **state)
+{
+    struct bench *b = *state;
+    negotiate_csum(b);
+    expect_completed(b, 6, 16, 20 + 1000);       /* TCP, even length */
+    expect_completed(b, 6, 16, 20 + 33);         /* TCP, odd length: the last byte padded */
+    expect_completed(b, 17, 6, 8 + 1);           /* UDP */
+    expect_completed(b, 6, 16, 65520 - IPH);     /* a full 65520-byte packet */
+    assert_int_equal(virtio_net_stats(b->dev)->tx_bad, 0);
+}
+
+/* Guest-supplied offsets that put the field outside the frame (or into the Ethernet header),
+ * unknown flags, and segmentation that was never offered: each frame refused, none sent. */
+static void test_tx_csum_hostile_headers(void **state)
+{
+    struct bench *b = *state;
+    negotiate_csum(b);
+    static uint8_t f[NET_FRAME_MAX];
+    uint32_t len = (uint32_t)ip_frame(f, 6, 40);
+    post_tx_hdr(b, 1, 0, 13, 16, f, len);                  /* start in the Ethernet header */
+    post_tx_hdr(b, 1, 0, (uint16_t)len, 0, f, len);        /* start at the end */
+    post_tx_hdr(b, 1, 0, (uint16_t)(len - 1), 0, f, len);  /* one byte left for the field */
+    post_tx_hdr(b, 1, 0, ETH + IPH, 39, f, len);           /* field half outside */
+    post_tx_hdr(b, 1, 0, ETH + IPH, 0xffff, f, len);       /* offset wraps */
+    post_tx_hdr(b, 1, 0, 0xffff, 0xffff, f, len);
+    post_tx_hdr(b, 1 | 4, 0, ETH + IPH, 16, f, len);       /* an unknown flag (RSC_INFO) */
+    post_tx_hdr(b, 2, 0, ETH + IPH, 16, f, len);           /* DATA_VALID is receive-only */
+    post_tx_hdr(b, 1, 1, ETH + IPH, 16, f, len);           /* GSO_TCPV4, not offered */
+    post_tx_hdr(b, 1, 0x80, ETH + IPH, 16, f, len);        /* GSO_ECN */
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 0);
+    assert_int_equal(virtio_net_stats(b->dev)->tx_bad, 10);
+    assert_int_equal(fake_used_idx(&b->ring[TXQ]), 10);
+    assert_int_equal(b->t.needs_reset, 0);
+    /* The last place the field fits is taken. */
+    post_tx_hdr(b, 1, 0, ETH + IPH, 38, f, len);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 1);
+}
+
+/* Without NEEDS_CSUM the offsets are not looked at, and the frame goes on as it is. */
+static void test_tx_csum_offsets_ignored_without_flag(void **state)
+{
+    struct bench *b = *state;
+    negotiate_csum(b);
+    static uint8_t f[NET_FRAME_MAX];
+    uint32_t len = (uint32_t)ip_frame(f, 6, 40);
+    post_tx_hdr(b, 0, 0, 0xffff, 0xffff, f, len);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 1);
+    assert_memory_equal(b->fb->last, f, len);
 }
 
 static void test_rx_single_buffer(void **state)
@@ -403,6 +593,10 @@ int main(void)
         T(test_identity_and_config),
         T(test_tx_frame_reaches_backend),
         T(test_tx_bad_chains_refused),
+        T(test_tx_csum_completed),
+        T(test_tx_csum_hostile_headers),
+        T(test_tx_csum_offsets_ignored_without_flag),
+        T(test_capable_backend),
         T(test_rx_single_buffer),
         T(test_rx_merges_buffers),
         T(test_rx_waits_for_enough_buffers),

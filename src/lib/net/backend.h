@@ -54,9 +54,12 @@ struct net_rx_slot {
     size_t len;
 };
 
-/* Embedded first in each backend. */
+/* Embedded first in each backend. The two capabilities are set by the backend after
+ * net_backend_init (zero, the default, is a 1500-byte link whose frames the guest must check). */
 struct net_backend {
     const struct net_backend_ops *ops;
+    unsigned mtu;       /* the largest IP packet it takes and sends; 0 means 1500 */
+    bool rx_csum_valid; /* every frame it delivers has correct checksums (it built them) */
     struct net_policy policy;
     net_receive_fn receive;
     void *receive_opaque;

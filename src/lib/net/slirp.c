@@ -578,6 +578,8 @@ static Slirp *start_slirp(struct net_slirp *ns)
         .vhostname = "cove",
         .vdhcp_start = in4(NET_SLIRP_GUEST),
         .vnameserver = in4(NET_SLIRP_DNS),
+        .if_mtu = NET_SLIRP_MTU,
+        .if_mru = NET_SLIRP_MTU,
     };
     return slirp_new(&cfg, &slirp_callbacks, ns);
 }
@@ -631,6 +633,8 @@ struct net_backend *net_slirp_new(struct io_loop *loop, const struct net_slirp_c
     }
     struct net_policy policy = {config->policy, NET_SLIRP_GATEWAY, NET_SLIRP_DNS};
     net_backend_init(&ns->be, &slirp_ops, &policy);
+    ns->be.mtu = NET_SLIRP_MTU;
+    ns->be.rx_csum_valid = true; /* slirp builds every frame it sends, checksums included */
     ns->loop = loop;
     ns->max_flows = config->max_guest_flows ? config->max_guest_flows : NET_SLIRP_MAX_GUEST_FLOWS;
     ns->frag_budget = config->fragment_budget ? config->fragment_budget : NET_SLIRP_FRAGMENT_BUDGET;

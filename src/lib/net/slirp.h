@@ -30,6 +30,12 @@
 #define NET_SLIRP_DNS 0x0a000203u     /* 10.0.2.3 */
 #define NET_SLIRP_GUEST 0x0a00020fu   /* 10.0.2.15, the first (and usual) DHCP lease */
 
+/* The virtual link's MTU (slirp's if_mtu and if_mru, offered to the guest): 65520, as
+ * slirp4netns and passt use (libslirp takes up to IF_MTU_MAX, 65521). One TCP segment then
+ * carries 64 KiB, so a transfer costs a fortieth of the frames (and slirp_input calls) of a
+ * 1500-byte link. The link ends at slirp, so nothing outside sees this MTU. */
+#define NET_SLIRP_MTU 65520
+
 /* A host port forwarded to the guest (--publish). */
 struct net_slirp_forward {
     bool udp;

@@ -13,9 +13,21 @@
  * in the backend's queue until the next receive kick. A frame that even a full ring could not
  * hold is dropped rather than left to block every frame behind it.
  *
- * Why no offloads: VIRTIO_NET_F_CSUM/GSO would hand the backend frames with partial checksums
- * or of 64 KiB, and libslirp checks every checksum and segments nothing. Offering them needs
- * checksum completion and segmentation here (or a TAP backend with TUNSETOFFLOAD).
+ * Offloads (what Linux uses for speed, as far as the backend can take it):
+ * - CSUM: the guest may leave a TCP/UDP checksum partial (the pseudo-header sum in the field,
+ *   csum_start/csum_offset in the header). The device completes it on its copy of the frame
+ *   before the backend sees it, since libslirp verifies every checksum and drops bad ones; so
+ *   CSUM is offered whatever the backend. The offsets are guest-supplied: a checksum field
+ *   that is not wholly inside the frame makes the frame bad (counted, dropped).
+ * - GUEST_CSUM: offered when the backend builds every frame it delivers itself (slirp does),
+ *   so each receive header says DATA_VALID and the guest skips verifying.
+ * - MTU: the backend's link MTU (slirp's is raised to 65520, as slirp4netns does) is offered
+ *   in the config space, so the guest sends and takes IP packets of up to 64 KiB: one frame,
+ *   one slirp_input and one interrupt where a 1500-byte link needs forty-odd.
+ * - No TSO/UFO: with a 65520-byte link a TSO frame would be no larger than a plain one, and
+ *   slirp segments nothing (a GSO frame would have to be cut here).
+ * - Receive interrupts are not deferred beyond what EVENT_IDX already does: while the guest
+ *   polls (NAPI) it keeps used_event behind, so a burst of frames costs one interrupt.
  */
 #include "virtio/net.h"
 
@@ -24,13 +36,18 @@
 
 #define NET_RXQ 0
 #define NET_TXQ 1
-#define NET_CONFIG_SIZE 8 /* mac[6], status (le16) */
+#define NET_CONFIG_SIZE 12 /* mac[6], status, max_virtqueue_pairs, mtu (each le16) */
 #define HDR_F_NEEDS_CSUM 1
-#define HDR_NUM_BUFFERS 10 /* offset of num_buffers in the header */
+#define HDR_F_DATA_VALID 2
+#define HDR_CSUM_START 6   /* offsets in the header */
+#define HDR_CSUM_OFFSET 8
+#define HDR_NUM_BUFFERS 10
+#define NET_DEFAULT_MTU 1500
 
 struct virtio_net {
     struct virtio_device dev; /* first: the transport hands this pointer back to the ops */
     uint8_t mac[6];
+    uint16_t mtu; /* the link's, from the backend */
     struct net_backend *backend;
     bool active; /* DRIVER_OK seen since the last reset */
     bool broken; /* the driver broke the ring protocol; idle until reset */
@@ -58,27 +75,67 @@ static void fail(struct virtio_net *net)
 
 /* ---- Transmit. ---- */
 
-/* The frame's length when the chain is one the backend may see, else 0. */
-static size_t tx_frame_len(const struct virtq_elem *e)
+static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+/* The frame's length when the chain's shape and header are ones the device takes, else 0. */
+static size_t tx_frame_len(const struct virtio_net *net, const struct virtq_elem *e,
+                           uint8_t hdr[VIRTIO_NET_HDR_SIZE])
 {
     if (e->in_count || e->out_bytes < VIRTIO_NET_HDR_SIZE + NET_FRAME_MIN ||
         e->out_bytes > VIRTIO_NET_HDR_SIZE + NET_FRAME_MAX)
         return 0;
-    uint8_t hdr[VIRTIO_NET_HDR_SIZE];
-    virtq_read(e, 0, hdr, sizeof(hdr));
-    /* Neither checksum nor segmentation offload was offered (see above). */
-    if ((hdr[0] & HDR_F_NEEDS_CSUM) || hdr[1] != 0)
+    virtq_read(e, 0, hdr, VIRTIO_NET_HDR_SIZE);
+    /* Only NEEDS_CSUM, and only once negotiated; no segmentation was offered (gso_type 0).
+     * hdr_len and gso_size mean nothing without GSO, num_buffers nothing on transmit. */
+    uint8_t allowed = virtio_has_feature(&net->dev, VIRTIO_NET_F_CSUM) ? HDR_F_NEEDS_CSUM : 0;
+    if ((hdr[0] & ~allowed) || hdr[1] != 0)
         return 0;
     return e->out_bytes - VIRTIO_NET_HDR_SIZE;
+}
+
+/* The Internet checksum (RFC 1071) of p[0, len), folded but not complemented. */
+static uint16_t csum_sum(const uint8_t *p, size_t len)
+{
+    uint64_t sum = 0;
+    size_t i = 0;
+    for (; i + 1 < len; i += 2)
+        sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+    if (len & 1)
+        sum += (uint32_t)p[len - 1] << 8;
+    while (sum >> 16)
+        sum = (sum & 0xffff) + (sum >> 16);
+    return (uint16_t)sum;
+}
+
+/* Completes a partial checksum as a NIC would (virtio 1.2, 5.1.6.2): the field holds the
+ * pseudo-header sum, the checksum covers csum_start to the end, and goes in at csum_offset.
+ * False when the field is not wholly inside the frame. A result of 0 is sent as 0xffff, its
+ * equal in one's complement, since 0 means "no checksum" to UDP. */
+bool virtio_net_complete_csum(uint8_t *frame, size_t len, uint16_t start, uint16_t offset)
+{
+    if (start < NET_ETH_HLEN || start >= len || len - start < 2 || offset > len - start - 2)
+        return false;
+    uint16_t sum = (uint16_t)~csum_sum(frame + start, len - start);
+    if (sum == 0)
+        sum = 0xffff;
+    frame[start + offset] = (uint8_t)(sum >> 8);
+    frame[start + offset + 1] = (uint8_t)sum;
+    return true;
 }
 
 static void transmit_one(struct virtio_net *net)
 {
     struct virtq_elem *e = &net->tx_elem;
-    size_t len = tx_frame_len(e);
-    if (len)
+    uint8_t hdr[VIRTIO_NET_HDR_SIZE];
+    size_t len = tx_frame_len(net, e, hdr);
+    if (len) {
         virtq_read(e, VIRTIO_NET_HDR_SIZE, net->frame, len);
-    else
+        if ((hdr[0] & HDR_F_NEEDS_CSUM) &&
+            !virtio_net_complete_csum(net->frame, len, le16(hdr + HDR_CSUM_START),
+                                      le16(hdr + HDR_CSUM_OFFSET)))
+            len = 0;
+    }
+    if (!len)
         net->stats.tx_bad++;
     virtq_push(&net->dev.queues[NET_TXQ], e->head, 0);
     if (len)
@@ -154,7 +211,9 @@ static unsigned max_chains(const struct virtio_net *net)
 static enum place_result fill_chains(struct virtio_net *net, const uint8_t *frame, size_t len,
                                      unsigned *n)
 {
-    static const uint8_t hdr[VIRTIO_NET_HDR_SIZE] = {0};
+    uint8_t hdr[VIRTIO_NET_HDR_SIZE] = {0};
+    if (virtio_has_feature(&net->dev, VIRTIO_NET_F_GUEST_CSUM))
+        hdr[0] = HDR_F_DATA_VALID; /* offered only when the backend built the frame */
     size_t total = VIRTIO_NET_HDR_SIZE + len, off = 0;
     unsigned limit = max_chains(net);
     while (off < total) {
@@ -226,14 +285,18 @@ static void net_queue_notify(struct virtio_device *dev, unsigned index)
         net_backend_rx_ready(net->backend);
 }
 
-/* The MAC is fixed at creation and the link is always up: nothing here changes. */
+/* The MAC and MTU are fixed at creation and the link is always up: nothing here changes.
+ * max_virtqueue_pairs is 1 (it is only read with MQ, which is not offered). */
 static void net_config_read(struct virtio_device *dev, uint32_t offset, uint8_t *data,
                             unsigned size)
 {
-    uint8_t cfg[NET_CONFIG_SIZE];
-    memcpy(cfg, to_net(dev)->mac, 6);
+    struct virtio_net *net = to_net(dev);
+    uint8_t cfg[NET_CONFIG_SIZE] = {0};
+    memcpy(cfg, net->mac, 6);
     cfg[6] = VIRTIO_NET_S_LINK_UP;
-    cfg[7] = 0;
+    cfg[8] = 1;
+    cfg[10] = (uint8_t)net->mtu;
+    cfg[11] = (uint8_t)(net->mtu >> 8);
     memset(data, 0, size);
     if (offset < sizeof(cfg))
         memcpy(data, cfg + offset, size < sizeof(cfg) - offset ? size : sizeof(cfg) - offset);
@@ -274,6 +337,26 @@ static const struct virtio_device_ops net_ops = {
     .destroy = net_destroy,
 };
 
+/* The features the backend can take (see the top of this file). */
+static uint64_t offered_features(const struct net_backend *be)
+{
+    uint64_t f = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_MRG_RXBUF |
+                 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CSUM;
+    if (be->rx_csum_valid)
+        f |= 1ULL << VIRTIO_NET_F_GUEST_CSUM;
+    if (be->mtu)
+        f |= 1ULL << VIRTIO_NET_F_MTU;
+    return f;
+}
+
+static uint16_t link_mtu(const struct net_backend *be)
+{
+    if (!be->mtu)
+        return NET_DEFAULT_MTU;
+    return be->mtu > NET_FRAME_MAX - NET_ETH_HLEN ? NET_FRAME_MAX - NET_ETH_HLEN
+                                                  : (uint16_t)be->mtu;
+}
+
 struct virtio_device *virtio_net_new(const uint8_t mac[6], struct net_backend *backend)
 {
     struct virtio_net *net = calloc(1, sizeof(*net));
@@ -284,13 +367,13 @@ struct virtio_device *virtio_net_new(const uint8_t mac[6], struct net_backend *b
     net->dev = (struct virtio_device){
         .ops = &net_ops,
         .device_id = VIRTIO_ID_NET,
-        .device_features = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_MRG_RXBUF |
-                           1ULL << VIRTIO_NET_F_STATUS,
+        .device_features = offered_features(backend),
         .config_size = NET_CONFIG_SIZE,
         .num_queues = 2,
         .queue_max_size = VIRTIO_NET_QUEUE_SIZE,
     };
     memcpy(net->mac, mac, 6);
+    net->mtu = link_mtu(backend);
     net->backend = backend;
     net_backend_set_receiver(backend, receive, net);
     return &net->dev;
