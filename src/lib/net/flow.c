@@ -1,4 +1,5 @@
 #include "net/flow.h"
+#include "net/bytes.h"
 
 #include <stdbool.h>
 
@@ -14,13 +15,6 @@
 #define ICMP_ECHO 8
 #define PORT_DHCP_SERVER 67
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* The transport protocol's part; l4_len bytes at l4 are inside the IP packet. */
 static enum net_flow_kind classify_l4(uint8_t proto, const uint8_t *l4, size_t l4_len,
                                       uint32_t dst, uint32_t gateway, uint32_t dns,
@@ -30,12 +24,12 @@ static enum net_flow_kind classify_l4(uint8_t proto, const uint8_t *l4, size_t l
     case PROTO_TCP:
         if (l4_len < 20 || (l4[TCP_FLAGS_OFFSET] & (TCP_SYN | TCP_ACK)) != TCP_SYN)
             return NET_FLOW_NONE;
-        key->sport = be16(l4);
+        key->sport = net_be16(l4);
         return NET_FLOW_TCP_SYN;
     case PROTO_UDP:
-        if (l4_len < 8 || be16(l4 + 2) == PORT_DHCP_SERVER)
+        if (l4_len < 8 || net_be16(l4 + 2) == PORT_DHCP_SERVER)
             return NET_FLOW_NONE;
-        key->sport = be16(l4);
+        key->sport = net_be16(l4);
         return NET_FLOW_UDP;
     case PROTO_ICMP:
         if (l4_len < 8 || l4[0] != ICMP_ECHO || dst == gateway || dst == dns)
@@ -50,17 +44,17 @@ static enum net_flow_kind classify_l4(uint8_t proto, const uint8_t *l4, size_t l
 enum net_flow_kind net_flow_classify(const uint8_t *frame, size_t len, uint32_t gateway,
                                      uint32_t dns, struct net_flow_key *key)
 {
-    if (len < ETH_HLEN + IPV4_MIN_HLEN || be16(frame + 12) != ETHERTYPE_IPV4)
+    if (len < ETH_HLEN + IPV4_MIN_HLEN || net_be16(frame + 12) != ETHERTYPE_IPV4)
         return NET_FLOW_NONE;
     const uint8_t *ip = frame + ETH_HLEN;
     size_t ip_len = len - ETH_HLEN;
     size_t hlen = (size_t)(ip[0] & 0xf) * 4;
-    size_t total = be16(ip + 2);
+    size_t total = net_be16(ip + 2);
     if (ip[0] >> 4 != 4 || hlen < IPV4_MIN_HLEN || hlen > total || total > ip_len)
         return NET_FLOW_NONE;
-    uint16_t frag = be16(ip + 6);
+    uint16_t frag = net_be16(ip + 6);
     if ((frag & 0x2000) || (frag & 0x1fff))
         return NET_FLOW_FRAGMENT;
-    *key = (struct net_flow_key){.proto = ip[9], .src = be32(ip + 12)};
-    return classify_l4(ip[9], ip + hlen, total - hlen, be32(ip + 16), gateway, dns, key);
+    *key = (struct net_flow_key){.proto = ip[9], .src = net_be32(ip + 12)};
+    return classify_l4(ip[9], ip + hlen, total - hlen, net_be32(ip + 16), gateway, dns, key);
 }

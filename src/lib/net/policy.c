@@ -13,6 +13,7 @@
  * - Every other EtherType (VLAN tags included) is dropped.
  */
 #include "net/policy.h"
+#include "net/bytes.h"
 
 #include <stdbool.h>
 
@@ -32,20 +33,13 @@
 #define PORT_DHCP_SERVER 67
 #define PORT_DHCP_CLIENT 68
 
-static uint16_t be16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Ethernet hardware, IPv4 protocol addresses, request or reply. */
 static enum net_verdict classify_arp(const uint8_t *arp, size_t len)
 {
-    if (len < ARP_LEN || be16(arp) != 1 || be16(arp + 2) != ETHERTYPE_IPV4 || arp[4] != 6 ||
+    if (len < ARP_LEN || net_be16(arp) != 1 || net_be16(arp + 2) != ETHERTYPE_IPV4 || arp[4] != 6 ||
         arp[5] != 4)
         return NET_VERDICT_DROP_MALFORMED;
-    uint16_t op = be16(arp + 6);
+    uint16_t op = net_be16(arp + 6);
     return op == 1 || op == 2 ? NET_VERDICT_ALLOW : NET_VERDICT_DROP_MALFORMED;
 }
 
@@ -63,13 +57,13 @@ static bool parse_ipv4(const uint8_t *ip, size_t len, struct ipv4_view *v)
     if (len < IPV4_MIN_HLEN || ip[0] >> 4 != 4)
         return false;
     size_t hlen = (size_t)(ip[0] & 0xf) * 4;
-    size_t total = be16(ip + 2);
+    size_t total = net_be16(ip + 2);
     if (hlen < IPV4_MIN_HLEN || hlen > total || total > len)
         return false;
-    uint16_t frag = be16(ip + 6);
+    uint16_t frag = net_be16(ip + 6);
     v->fragment = (frag & 0x2000) || (frag & 0x1fff);
     v->proto = ip[9];
-    v->dst = be32(ip + 16);
+    v->dst = net_be32(ip + 16);
     v->l4 = ip + hlen;
     v->l4_len = total - hlen;
     return true;
@@ -81,16 +75,16 @@ static int dest_port(const struct ipv4_view *v)
     if (v->fragment)
         return -1;
     if (v->proto == IP_PROTO_UDP && v->l4_len >= UDP_HLEN)
-        return be16(v->l4 + 2);
+        return net_be16(v->l4 + 2);
     if (v->proto == IP_PROTO_TCP && v->l4_len >= TCP_MIN_HLEN)
-        return be16(v->l4 + 2);
+        return net_be16(v->l4 + 2);
     return -1;
 }
 
 static bool is_dhcp_request(const struct ipv4_view *v)
 {
     return v->proto == IP_PROTO_UDP && dest_port(v) == PORT_DHCP_SERVER &&
-           be16(v->l4) == PORT_DHCP_CLIENT;
+           net_be16(v->l4) == PORT_DHCP_CLIENT;
 }
 
 static enum net_verdict classify_ipv4(const struct net_policy *p, const uint8_t *ip, size_t len)
@@ -109,7 +103,7 @@ static enum net_verdict classify_ipv4(const struct net_policy *p, const uint8_t 
 
 static enum net_verdict classify_ipv6(const uint8_t *ip, size_t len)
 {
-    if (len < IPV6_HLEN || ip[0] >> 4 != 6 || be16(ip + 4) > len - IPV6_HLEN)
+    if (len < IPV6_HLEN || ip[0] >> 4 != 6 || net_be16(ip + 4) > len - IPV6_HLEN)
         return NET_VERDICT_DROP_MALFORMED;
     return NET_VERDICT_DROP_POLICY;
 }
@@ -123,7 +117,7 @@ enum net_verdict net_policy_classify(const struct net_policy *policy, const uint
         return NET_VERDICT_ALLOW;
     const uint8_t *l3 = frame + NET_ETH_HLEN;
     size_t l3_len = len - NET_ETH_HLEN;
-    switch (be16(frame + 12)) {
+    switch (net_be16(frame + 12)) {
     case ETHERTYPE_ARP:
         return classify_arp(l3, l3_len);
     case ETHERTYPE_IPV4:
