@@ -18,9 +18,9 @@
 #
 #   cove       cove run --net nat --publish ... (the tree under test)
 #   cove-base  the same with the cove built from --baseline (the tree before the offloads)
-#   qemu       qemu-system-x86_64 -M microvm,rtc=on -accel kvm, -netdev user with the same two
-#              hostfwd rules, -device virtio-net-device (virtio-mmio, as bench/disk.sh uses
-#              for virtio-blk: this guest kernel finds no PCI config access under microvm)
+#   qemu       qemu-system-x86_64 -M microvm,rtc=on,pcie=on -accel kvm, -netdev user with the
+#              same two hostfwd rules, -device virtio-net-pci (modern virtio-pci with MSI-X,
+#              cove's transport)
 # The VMMs take turns in the order of williams_order (bench/testhost-common.sh); iteration 0
 # is a warm-up that net.sh leaves out.
 . /bench/testhost-common.sh
@@ -42,13 +42,13 @@ vmm_cmd() {
                 --cpus 1 --memory "$MEMORY" --serial stdio --no-rng --net nat \
                 --publish 127.0.0.1:15201:5201 --publish 127.0.0.1:18080:8080 ;;
         qemu)
-            exec /usr/bin/qemu-system-x86_64 -M microvm,rtc=on,memory-backend=mem \
+            exec /usr/bin/qemu-system-x86_64 -M microvm,rtc=on,pcie=on,memory-backend=mem \
                 -accel kvm -cpu host -smp 1 -m "$MEMORY" \
                 -object "memory-backend-memfd,id=mem,size=$MEMORY" \
                 -nodefaults -no-user-config -display none -serial stdio -no-reboot \
                 -kernel "$K" -initrd "$I" -append "$CMDLINE" \
                 -netdev user,id=n0,hostfwd=tcp:127.0.0.1:15201-:5201,hostfwd=tcp:127.0.0.1:18080-:8080 \
-                -device virtio-net-device,netdev=n0 ;;
+                -device virtio-net-pci,netdev=n0 ;;
     esac
 }
 

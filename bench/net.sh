@@ -16,8 +16,8 @@
 # and the test host reads the VMM's CPU time around each job (bench/net-testhost-init.sh).
 #   cove       cove run --net nat --publish 127.0.0.1:15201:5201 --publish ...:18080:8080
 #   cove-base  the same, cove built from --baseline COMMIT (e.g. the tree before a change)
-#   qemu       -M microvm,rtc=on -accel kvm, -netdev user,hostfwd=... (the same two),
-#              -device virtio-net-device
+#   qemu       -M microvm,rtc=on,pcie=on -accel kvm, -netdev user,hostfwd=... (the same two),
+#              -device virtio-net-pci
 # Iteration 0 is a warm-up, not counted; the VMMs take turns in a Williams order.
 #
 #   -n N             measured iterations (default 3)
