@@ -20,7 +20,7 @@
 #   cove-base  the same with the cove built from --baseline (the tree before the offloads)
 #   qemu       qemu-system-x86_64 -M microvm,rtc=on,pcie=on -accel kvm, -netdev user with the
 #              same two hostfwd rules, -device virtio-net-pci (modern virtio-pci with MSI-X,
-#              cove's transport)
+#              cove's transport; romfile= because no PXE option ROM is carried in)
 # The VMMs take turns in the order of williams_order (bench/testhost-common.sh); iteration 0
 # is a warm-up that net.sh leaves out.
 . /bench/testhost-common.sh
@@ -48,7 +48,7 @@ vmm_cmd() {
                 -nodefaults -no-user-config -display none -serial stdio -no-reboot \
                 -kernel "$K" -initrd "$I" -append "$CMDLINE" \
                 -netdev user,id=n0,hostfwd=tcp:127.0.0.1:15201-:5201,hostfwd=tcp:127.0.0.1:18080-:8080 \
-                -device virtio-net-pci,netdev=n0 ;;
+                -device virtio-net-pci,netdev=n0,romfile= ;;
     esac
 }
 
