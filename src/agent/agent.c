@@ -41,6 +41,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -177,6 +178,26 @@ static void read_cmdline(char *cmdline, size_t len)
     cmdline[n > 0 ? n : 0] = '\0';
 }
 
+/* Raises the read-ahead of the share mounted on path (see AGENT_SHARE_READ_AHEAD_KB). A
+ * failure only costs speed, so it is told on the console and the share stays mounted. */
+static void set_share_read_ahead(const char *path)
+{
+    struct stat st;
+    char file[64];
+    if (stat(path, &st) != 0 ||
+        !agent_read_ahead_path(major(st.st_dev), minor(st.st_dev), file, sizeof(file))) {
+        say("read-ahead of share on %s: %s", path, strerror(errno));
+        return;
+    }
+    int fd = open(file, O_WRONLY | O_CLOEXEC);
+    char value[16];
+    int len = snprintf(value, sizeof(value), "%d\n", AGENT_SHARE_READ_AHEAD_KB);
+    if (fd < 0 || write(fd, value, (size_t)len) != len)
+        say("read-ahead of share on %s: %s: %s", path, file, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+}
+
 /* The shares the host asked for with cove.mount=TAG:PATH[:ro] on the kernel command line. */
 static void mount_shares(const char *cmdline)
 {
@@ -187,6 +208,8 @@ static void mount_shares(const char *cmdline)
             say("mkdir %s: %s", share.path, strerror(errno));
         else if (mount(share.tag, share.path, "virtiofs", share.read_only ? MS_RDONLY : 0, NULL) != 0)
             say("mount share %s on %s: %s", share.tag, share.path, strerror(errno));
+        else
+            set_share_read_ahead(share.path);
     }
 }
 

@@ -108,3 +108,9 @@ bool agent_next_mount(const char **cursor, struct agent_mount *mount)
     *cursor = p;
     return false;
 }
+
+bool agent_read_ahead_path(unsigned major, unsigned minor, char *buf, size_t len)
+{
+    int n = snprintf(buf, len, "/sys/class/bdi/%u:%u/read_ahead_kb", major, minor);
+    return n > 0 && (size_t)n < len;
+}

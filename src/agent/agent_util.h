@@ -38,4 +38,15 @@ struct agent_mount {
  */
 bool agent_next_mount(const char **cursor, struct agent_mount *mount);
 
+/* The read-ahead a share's mount gets, in KiB. Linux gives a FUSE mount 128 KiB (the default
+ * backing device's), so sequential reads came as 128 KiB READs, one guest exit and one
+ * interrupt each; 1 MiB lets the kernel send requests as large as the queue allows (about
+ * 500 KiB) and keep two in flight. Read-ahead grows only on sequential access, so small
+ * random reads are not inflated by it. */
+#define AGENT_SHARE_READ_AHEAD_KB 1024
+
+/* The sysfs file of the read-ahead of the backing device with numbers major:minor (a FUSE
+ * mount's is named after its anonymous device). Returns false if it does not fit buf. */
+bool agent_read_ahead_path(unsigned major, unsigned minor, char *buf, size_t len);
+
 #endif

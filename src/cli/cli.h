@@ -93,6 +93,11 @@ bool parse_decimal(const char *text, size_t len, uint64_t min, uint64_t max, uin
 
 /* --share HOST_DIR:GUEST_PATH[:ro] (shares.c): a share in config, a mount for the agent. */
 int parse_share(cove_config *config, struct run_options *opts, const char *arg);
+/* With shares configured: one warning line on stderr when the descriptor limit (already
+ * raised as far as cove may) leaves a share fewer cached files than SHARE_FILE_LIMIT_WANTED/2
+ * (libcove caps a share at half the soft limit), naming the limit and the fix. */
+#define SHARE_FILE_LIMIT_WANTED 65536
+void warn_share_file_limit(const struct run_options *opts);
 /* --net nat|host-only|tap:NAME|none and --publish [HOST_IP:]HOST_PORT:GUEST_PORT[/tcp|/udp]
  * (network_options.c). Without --net, a command gets NAT, a console boot no network. */
 int parse_net(cove_config *config, struct run_options *opts, const char *arg);

@@ -432,6 +432,8 @@ static int cmd_run(int argc, char **argv, uint64_t started_ns)
     cove_config_set_entropy(config, true);
     struct run_options opts = {0};
     int parsed = parse_run_args(argc, argv, config, &opts);
+    if (parsed >= 0)
+        warn_share_file_limit(&opts);
     bool with_command = opts.command_count > 0;
     int status;
     if (parsed < 0 || apply_default_image(config, &opts) < 0 ||

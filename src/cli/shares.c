@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 /* The guest path travels on the kernel command line, where a space or quote would split it. */
 static bool usable_guest_path(const char *path, size_t len)
@@ -88,4 +89,18 @@ char *cmdline_with_mounts(const char *cmdline, const struct run_options *opts)
         snprintf(out, len, "%.*s%s%s%s", (int)head, cmdline, words,
                  dashes && dashes == cmdline ? " " : "", cmdline + head);
     return out;
+}
+
+void warn_share_file_limit(const struct run_options *opts)
+{
+    struct rlimit files;
+    if (opts->share_count == 0 || getrlimit(RLIMIT_NOFILE, &files) != 0 ||
+        files.rlim_cur == RLIM_INFINITY || files.rlim_cur >= SHARE_FILE_LIMIT_WANTED)
+        return;
+    fprintf(stderr,
+            "cove: warning: the open-file limit is %llu (hard limit %llu), so a share keeps at "
+            "most %llu files looked up and further lookups fail with ENFILE; raise the hard "
+            "limit to %u or more (ulimit -Hn as root, LimitNOFILE= for a service)\n",
+            (unsigned long long)files.rlim_cur, (unsigned long long)files.rlim_max,
+            (unsigned long long)files.rlim_cur / 2, SHARE_FILE_LIMIT_WANTED);
 }

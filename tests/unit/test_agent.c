@@ -136,6 +136,19 @@ static void mounts_from_the_command_line(void **state)
     assert_false(agent_next_mount(&cursor, &m));
 }
 
+static void read_ahead_file_of_a_device(void **state)
+{
+    (void)state;
+    char buf[64];
+    assert_true(agent_read_ahead_path(0, 42, buf, sizeof(buf)));
+    assert_string_equal(buf, "/sys/class/bdi/0:42/read_ahead_kb");
+    assert_true(agent_read_ahead_path(4095, 1048575, buf, sizeof(buf)));
+    assert_string_equal(buf, "/sys/class/bdi/4095:1048575/read_ahead_kb");
+    /* Too small a buffer is refused rather than cut to another device's file. */
+    char small[30];
+    assert_false(agent_read_ahead_path(0, 42, small, sizeof(small)));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -149,6 +162,7 @@ int main(void)
         cmocka_unit_test(status_signal_is_reported),
         cmocka_unit_test(status_truncates_to_buffer),
         cmocka_unit_test(mounts_from_the_command_line),
+        cmocka_unit_test(read_ahead_file_of_a_device),
         cmocka_unit_test(whole_words_of_the_command_line),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,11 +23,13 @@ exec_run rw --share "$share:/job" --workdir /job -- sh -c '
     cat escape-abs 2>/dev/null && echo "ESCAPED-ABS"
     cat escape-rel 2>/dev/null && echo "ESCAPED-REL"
     ls -l escape-abs | grep -q "^l" && echo "symlink-visible"
+    echo "read-ahead=$(cat /sys/class/bdi/$(awk "\$5 == \"/job\" { print \$3 }" /proc/self/mountinfo)/read_ahead_kb)"
     sync; echo done'
 if expect_status rw 0; then
     has_line "$WORK/rw.out" "from-the-host" || { fail "rw: the guest did not read hello.txt"; show "$WORK/rw.out"; }
     has_line "$WORK/rw.out" "sum=$want" || { fail "rw: the 3 MiB file read back differently"; show "$WORK/rw.out"; }
     has_line "$WORK/rw.out" "symlink-visible" || { fail "rw: the planted symlink is not listed as one"; show "$WORK/rw.out"; }
+    has_line "$WORK/rw.out" "read-ahead=1024" || { fail "rw: cove-agent did not set the share's read-ahead to 1 MiB"; show "$WORK/rw.out"; }
     has "$WORK/rw.out" "ESCAPED" && fail "rw: a symlink led out of the share"
     has "$WORK/rw.out" "host-secret-" && fail "rw: the guest read a host file outside the share"
     [ "$(cat "$share/made-in-guest.txt" 2>/dev/null)" = from-the-guest ] ||

@@ -1,0 +1,84 @@
+#!/bin/sh
+# The workload of the directory-sharing benchmark (bench/fs.sh), run by cove-agent in the
+# inner guest, and by the test host itself for the native reference:
+#
+#   sh /bench/fs-guest.sh KIND DIR MIB FILES TARBALL
+#
+# KIND is how DIR is reached:
+#   virtiofs      cove's share, already mounted on DIR by cove-agent (--share HOST:DIR),
+#                 which sets its read-ahead to 1 MiB
+#   virtiofs-ra128  the same with the read-ahead put back to Linux's default for a FUSE
+#                 mount, 128 KiB (what cove-agent left before)
+#   9p-CACHE      QEMU's virtio-9p, tag "share", mounted here with
+#                 -o trans=virtio,version=9p2000.L,msize=512000,cache=CACHE
+#                 (512000 is the most this kernel's virtio transport takes: 125 pages)
+#   native        DIR is the test host's own tmpfs folder: no VM at all
+#
+# Then, in a fresh directory under DIR, with every cache of this kernel dropped before each
+# job (sync; echo 3 > /proc/sys/vm/drop_caches), so that no job reads what the previous one
+# left in the guest's page cache or dentry cache:
+#
+#   write   dd if=/dev/zero of=big bs=1M count=MIB conv=fsync
+#   read    dd if=big of=/dev/null bs=1M
+#   create  FILES files of 1 KiB (fsbench create: open O_CREAT|O_EXCL, write, close)
+#   stat    lstat of each of them (fsbench stat)
+#   untar   busybox tar xf TARBALL (uncompressed, from the initramfs) into the directory
+#           (not with TARBALL "-": the warm-up)
+#
+# each timed by fsbench (CLOCK_MONOTONIC, fork to reap) and reported on the console as
+#
+#   BENCH-MOUNT <DIR's line of /proc/mounts> ra_kb=N   (N: its read-ahead, if it has a bdi)
+#   BENCH-FS job=JOB us=N status=S
+#   BENCH-GUEST-ERR <text>
+#
+# The test host checks the result of the work on its side (the file's size, the files'
+# count) and removes it.
+kind=$1 dir=$2 mib=$3 files=$4 tarball=$5
+T=/bench/bin/fsbench
+
+err() {
+    echo "BENCH-GUEST-ERR $*"
+}
+
+case $kind in
+    9p-*)
+        mkdir -p "$dir"
+        mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,cache=${kind#9p-}" share "$dir" ||
+            { err "mount -t 9p failed"; exit 1; } ;;
+    virtiofs|native) ;;
+    virtiofs-ra128)
+        majmin=$(awk -v d="$dir" '$5 == d { print $3 }' /proc/self/mountinfo)
+        echo 128 > "/sys/class/bdi/$majmin/read_ahead_kb" || { err "cannot set the read-ahead"; exit 1; } ;;
+    *) err "unknown kind '$kind'"; exit 1 ;;
+esac
+mounted=$(awk -v d="$dir" '$2 == d' /proc/mounts)
+[ "$kind" = native ] && mounted=$(awk '$2 == "/tmp"' /proc/mounts)
+ra=
+majmin=$(awk -v d="$dir" '$5 == d { print $3 }' /proc/self/mountinfo)
+[ -n "$majmin" ] && [ -r "/sys/class/bdi/$majmin/read_ahead_kb" ] &&
+    ra=$(cat "/sys/class/bdi/$majmin/read_ahead_kb")
+echo "BENCH-MOUNT $mounted ra_kb=${ra:-none}"
+
+work=$dir/run
+rm -rf "$work"
+mkdir -p "$work/files" "$work/tree" || { err "mkdir $work failed"; exit 1; }
+
+drop() {
+    sync
+    echo 3 > /proc/sys/vm/drop_caches
+}
+
+job() {
+    _name=$1
+    shift
+    drop
+    echo "BENCH-FS job=$_name $($T time "$@")"
+}
+
+job write dd if=/dev/zero of="$work/big" bs=1M count="$mib" conv=fsync
+job read dd if="$work/big" of=/dev/null bs=1M
+job create $T create "$work/files" "$files" 1024
+job stat $T stat "$work/files" "$files"
+[ "$tarball" = - ] || job untar tar xf "$tarball" -C "$work/tree"
+sync
+case $kind in 9p-*) umount "$dir" ;; esac
