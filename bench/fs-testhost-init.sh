@@ -14,9 +14,9 @@
 # the small files' count, the tree's entries) and removed before the next run. The runs:
 #   cove           cove run --share $W/share:/mnt/share (virtio-fs, cove's FUSE server)
 #   cove-ra128     the same, the guest puts the share's read-ahead back to 128 KiB
-#   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on with -fsdev local,...,
-#                  security_model=passthrough -device virtio-9p-device; the guest mounts
-#                  with cache=loose
+#   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on,pcie=on with -fsdev local,...,
+#                  security_model=passthrough -device virtio-9p-pci (cove's transport); the guest
+#                  mounts with cache=loose
 #   qemu-9p-none   the same, the guest mounts with cache=none (9p's default)
 #   native         the test host runs bench/fs-guest.sh itself on $W/share (no VM)
 # All VMs: 1 vCPU, MEMORY, the same kernel and initramfs, the console on stdio. Iteration 0
@@ -40,13 +40,13 @@ vmm() {
                 --cpus 1 --memory "$MEMORY" --serial stdio --no-rng \
                 --share "$SHARE:/mnt/share" ;;
         qemu-9p-*)
-            exec /usr/bin/qemu-system-x86_64 -M microvm,rtc=on,memory-backend=mem \
+            exec /usr/bin/qemu-system-x86_64 -M microvm,rtc=on,pcie=on,memory-backend=mem \
                 -accel kvm -cpu host -smp 1 -m "$MEMORY" \
                 -object "memory-backend-memfd,id=mem,size=$MEMORY" \
                 -nodefaults -no-user-config -display none -serial stdio -no-reboot \
                 -kernel "$K" -initrd "$I" -append "$2" \
                 -fsdev "local,id=fs0,path=$SHARE,security_model=passthrough" \
-                -device virtio-9p-device,fsdev=fs0,mount_tag=share ;;
+                -device virtio-9p-pci,fsdev=fs0,mount_tag=share ;;
     esac
 }
 

@@ -11,9 +11,9 @@
 #   cove           cove run --share DIR:/mnt/share           virtio-fs over virtio-pci
 #   cove-ra128     the same with the share's read-ahead at Linux's FUSE default, 128 KiB
 #                  (cove-agent sets 1 MiB)
-#   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on -accel kvm
+#   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on,pcie=on -accel kvm
 #                  -fsdev local,path=DIR,security_model=passthrough
-#                  -device virtio-9p-device; mounted msize=512000,cache=loose
+#                  -device virtio-9p-pci; mounted msize=512000,cache=loose
 #   qemu-9p-none   the same, mounted msize=512000,cache=none (9p's default)
 #   native         the same work by the test host itself on DIR (the 2x reference)
 #
@@ -70,8 +70,8 @@ done
 [ -z "$tree" ] || [ -d "$tree" ] || { echo "fs.sh: --tree '$tree' is not a directory" >&2; exit 2; }
 
 command -v qemu-system-x86_64 > /dev/null || th_die "qemu-system-x86_64 missing: apt-get install qemu-system-x86"
-qemu-system-x86_64 -device help 2>&1 | grep -q '"virtio-9p-device"' ||
-    th_die "this qemu-system-x86_64 has no virtio-9p-device (built without virtfs)"
+qemu-system-x86_64 -device help 2>&1 | grep -q '"virtio-9p-pci"' ||
+    th_die "this qemu-system-x86_64 has no virtio-9p-pci (built without virtfs)"
 [ -n "$tree" ] || [ -f /usr/src/linux-source-6.1.tar.xz ] ||
     th_die "no --tree and no /usr/src/linux-source-6.1.tar.xz: apt-get install linux-source-6.1, or pass --tree DIR"
 

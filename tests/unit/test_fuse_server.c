@@ -246,7 +246,7 @@ static void test_init(void **state)
 {
     struct bench *b = *state;
     struct fuse_init_in in = {.major = 7, .minor = 36, .max_readahead = 4096,
-                              .flags = FUSE_DO_READDIRPLUS | FUSE_POSIX_LOCKS};
+                              .flags = FUSE_DO_READDIRPLUS | FUSE_POSIX_LOCKS | FUSE_ASYNC_DIO};
     int err;
     size_t n = call(b, FUSE_INIT, 0, &in, sizeof(in), &err);
     assert_int_equal(err, 0);
@@ -254,7 +254,7 @@ static void test_init(void **state)
     struct fuse_init_out *o = (void *)b->body;
     assert_int_equal(o->major, 7);
     assert_int_equal(o->minor, 36);
-    assert_int_equal(o->flags, FUSE_DO_READDIRPLUS); /* locks stay in the guest */
+    assert_int_equal(o->flags, FUSE_DO_READDIRPLUS | FUSE_ASYNC_DIO); /* locks stay in the guest */
     assert_int_equal(o->max_readahead, 4096);
     assert_true(o->max_write >= 128 * 1024);
 
@@ -316,6 +316,31 @@ static void test_lookup_getattr(void **state)
     assert_int_equal(lookup(b, ROOT, "missing", NULL), -ENOENT);
     assert_int_equal(lookup(b, 12345, "f", NULL), -ESTALE);
     assert_int_equal(getattr(b, 0, NULL), -ESTALE);
+}
+
+/* Write-only opens bypass the guest's page cache (FOPEN_DIRECT_IO); anything that reads keeps it. */
+static void test_open_flags_direct_io_for_writers(void **state)
+{
+    struct bench *b = *state;
+    struct fuse_create_in ci = {.flags = O_WRONLY, .mode = S_IFREG | 0644};
+    assert_int_equal(call_named(b, FUSE_CREATE, ROOT, &ci, sizeof(ci), "w"), 0);
+    struct fuse_entry_out e;
+    struct fuse_open_out o;
+    memcpy(&e, b->body, sizeof(e));
+    memcpy(&o, b->body + sizeof(e), sizeof(o));
+    assert_int_equal(o.open_flags, FOPEN_DIRECT_IO);
+    ci.flags = O_RDWR;
+    assert_int_equal(call_named(b, FUSE_CREATE, ROOT, &ci, sizeof(ci), "rw"), 0);
+    memcpy(&o, b->body + sizeof(e), sizeof(o));
+    assert_int_equal(o.open_flags, 0);
+
+    const uint32_t modes[] = {O_WRONLY, O_WRONLY | O_APPEND, O_RDONLY, O_RDWR};
+    const uint32_t want[] = {FOPEN_DIRECT_IO, FOPEN_DIRECT_IO, 0, 0};
+    for (unsigned i = 0; i < 4; i++) {
+        uint64_t fh;
+        assert_int_equal(open_node(b, e.nodeid, modes[i], &fh), 0);
+        assert_int_equal(((struct fuse_open_out *)(void *)b->body)->open_flags, want[i]);
+    }
 }
 
 static void test_create_write_read(void **state)
@@ -991,6 +1016,7 @@ int main(void)
         T(test_new_errors),
         T(test_lookup_getattr),
         T(test_create_write_read),
+        T(test_open_flags_direct_io_for_writers),
         T(test_big_multi_iovec),
         T(test_setattr),
         T(test_statfs_fallocate_lseek_copy),

@@ -138,6 +138,19 @@ int fuse_do_setattr(struct fuse_server *s, struct fuse_req *r)
     return err ? err : reply_attr(s, r, n);
 }
 
+/*
+ * A write-only descriptor goes around the guest's page cache: without a writeback cache every
+ * buffered write is already one request the guest waits for, so the cache adds only a copy,
+ * and direct I/O sends the writer's own pages, several requests at once (FUSE_ASYNC_DIO).
+ * A write-only descriptor cannot be mmap()ed, and pages are dropped at every open, so a reader
+ * that opens after the write sees it; one that holds cached pages across it may not, as with
+ * changes made on the host. Anything that reads keeps the page cache for its reads and mmap.
+ */
+static uint32_t open_reply_flags(int flags)
+{
+    return (flags & O_ACCMODE) == O_WRONLY ? FOPEN_DIRECT_IO : 0;
+}
+
 /* Only regular files are opened on the host: the guest handles devices, FIFOs and sockets
  * itself, and opening a FIFO here would block the I/O thread. */
 int fuse_do_open(struct fuse_server *s, struct fuse_req *r)
@@ -159,6 +172,7 @@ int fuse_do_open(struct fuse_server *s, struct fuse_req *r)
     if (fd < 0)
         return fd;
     struct fuse_open_out *out = fuse_reply_buf(s, r, sizeof(*out));
+    out->open_flags = open_reply_flags(flags);
     return fuse_handle_new(s, fd, false, &out->fh);
 }
 
@@ -198,13 +212,14 @@ int fuse_do_create(struct fuse_server *s, struct fuse_req *r)
     if (err || !parent)
         return err ? err : -ESTALE;
     bool created;
-    int fd = create_file(s, parent->fd, name, (int)in->flags & GUEST_OPEN_FLAGS, in->mode,
-                         in->flags & O_EXCL, &created);
+    int flags = (int)in->flags & GUEST_OPEN_FLAGS;
+    int fd = create_file(s, parent->fd, name, flags, in->mode, in->flags & O_EXCL, &created);
     if (fd < 0)
         return fd;
     struct fuse_entry_out *entry =
         fuse_reply_buf(s, r, sizeof(*entry) + sizeof(struct fuse_open_out));
     struct fuse_open_out *open_out = (void *)(entry + 1);
+    open_out->open_flags = open_reply_flags(flags);
     err = fuse_lookup_fd(s, fd, entry);
     if (!err && created)
         fuse_own_new(s, r, entry);

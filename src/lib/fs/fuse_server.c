@@ -133,10 +133,11 @@ void *fuse_reply_buf(struct fuse_server *s, struct fuse_req *r, size_t len)
 /* ---- INIT, FORGET, DESTROY. ---- */
 
 /* The INIT flags this server honours; everything else the kernel offers is declined.
- * READDIRPLUS saves a LOOKUP per entry; MAX_PAGES lets WRITE carry FUSE_MAX_WRITE. */
+ * READDIRPLUS saves a LOOKUP per entry; MAX_PAGES lets WRITE carry FUSE_MAX_WRITE; ASYNC_DIO
+ * lets one large direct write (write-only opens, fuse_file.c) go out as several requests. */
 #define SERVER_INIT_FLAGS                                                                   \
     (FUSE_ASYNC_READ | FUSE_BIG_WRITES | FUSE_ATOMIC_O_TRUNC | FUSE_DO_READDIRPLUS |        \
-     FUSE_MAX_PAGES)
+     FUSE_MAX_PAGES | FUSE_ASYNC_DIO)
 /* The oldest minor whose init_out and entry_out layouts the server writes. */
 #define MIN_MINOR 23
 
