@@ -183,7 +183,8 @@ static size_t tx_vnet(struct virtio_net *net, const struct virtq_elem *e, size_t
 {
     uint8_t *hdr = net->frame;
     virtq_read(e, 0, net->frame, VIRTIO_NET_HDR_SIZE + len);
-    if ((hdr[0] & HDR_F_DATA_VALID) || !net_vnet_hdr_valid(hdr, len, tx_offloads(&net->dev) & net->backend->offloads))
+    unsigned allowed = tx_offloads(&net->dev) & net->backend->offloads;
+    if ((hdr[0] & HDR_F_DATA_VALID) || !net_vnet_hdr_valid(hdr, len, allowed))
         return 0;
     hdr[HDR_NUM_BUFFERS] = hdr[HDR_NUM_BUFFERS + 1] = 0;
     return VIRTIO_NET_HDR_SIZE + len;
@@ -310,44 +311,40 @@ static enum place_result place_frame(struct virtio_net *net, const uint8_t *hdr,
     return PLACED;
 }
 
+/* The guest's header for a frame from the backend, in hdr; false when it must be dropped.
+ * A bare-frame backend's frames get a zero one (DATA_VALID when GUEST_CSUM was offered, which
+ * is only when the backend built them). A vnet_hdr backend's header is taken off the frame
+ * and checked against what the driver accepted: the backend was told, but a frame read
+ * before may have waited in its queue. DATA_VALID goes on only under GUEST_CSUM. */
+static bool rx_header(const struct virtio_net *net, const uint8_t **frame, size_t *len,
+                      uint8_t hdr[VIRTIO_NET_HDR_SIZE])
+{
+    bool guest_csum = virtio_has_feature(&net->dev, VIRTIO_NET_F_GUEST_CSUM);
+    memset(hdr, 0, VIRTIO_NET_HDR_SIZE);
+    if (!net->backend->vnet_hdr) {
+        hdr[0] = guest_csum ? HDR_F_DATA_VALID : 0;
+        return true;
+    }
+    /* net_backend_deliver passes nothing shorter than the header and an Ethernet header. */
+    memcpy(hdr, *frame, HDR_NUM_BUFFERS); /* num_buffers is the device's */
+    *frame += VIRTIO_NET_HDR_SIZE;
+    *len -= VIRTIO_NET_HDR_SIZE;
+    if (!guest_csum)
+        hdr[0] &= (uint8_t)~HDR_F_DATA_VALID;
+    return net_vnet_hdr_valid(hdr, *len, rx_offloads(&net->dev));
+}
+
 /* The backend's receiver. Before the driver is ready, frames are dropped (consumed): nothing
  * the guest has not asked for yet is worth keeping. */
-/* The header for a frame from a bare-frame backend. */
-static void rx_hdr_plain(const struct virtio_net *net, uint8_t hdr[VIRTIO_NET_HDR_SIZE])
-{
-    memset(hdr, 0, VIRTIO_NET_HDR_SIZE);
-    if (virtio_has_feature(&net->dev, VIRTIO_NET_F_GUEST_CSUM))
-        hdr[0] = HDR_F_DATA_VALID; /* offered only when the backend built the frame */
-}
-
-/* A vnet_hdr backend's header, checked against what the driver accepted (the backend was told,
- * but a frame read before may still be queued); DATA_VALID only under GUEST_CSUM. */
-static bool rx_hdr_vnet(const struct virtio_net *net, const uint8_t *in, size_t len,
-                        uint8_t hdr[VIRTIO_NET_HDR_SIZE])
-{
-    memcpy(hdr, in, VIRTIO_NET_HDR_SIZE);
-    if (!virtio_has_feature(&net->dev, VIRTIO_NET_F_GUEST_CSUM))
-        hdr[0] &= (uint8_t)~HDR_F_DATA_VALID;
-    hdr[HDR_NUM_BUFFERS] = hdr[HDR_NUM_BUFFERS + 1] = 0;
-    return net_vnet_hdr_valid(hdr, len, rx_offloads(&net->dev));
-}
-
 static bool receive(void *opaque, const uint8_t *frame, size_t len)
 {
     struct virtio_net *net = opaque;
     if (!queue_usable(net, NET_RXQ))
         return true;
     uint8_t hdr[VIRTIO_NET_HDR_SIZE];
-    if (!net->backend->vnet_hdr) {
-        rx_hdr_plain(net, hdr);
-    } else {
-        /* deliver() passes no frame shorter than the header plus an Ethernet header */
-        frame += VIRTIO_NET_HDR_SIZE;
-        len -= VIRTIO_NET_HDR_SIZE;
-        if (!rx_hdr_vnet(net, frame - VIRTIO_NET_HDR_SIZE, len, hdr)) {
-            net->stats.rx_bad++;
-            return true;
-        }
+    if (!rx_header(net, &frame, &len, hdr)) {
+        net->stats.rx_bad++;
+        return true;
     }
     switch (place_frame(net, hdr, frame, len)) {
     case NO_ROOM:
