@@ -159,8 +159,9 @@ int net_tap_set_offload(int fd, unsigned offloads)
     return ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads) == 0 ? 0 : -errno;
 }
 
-/* Recorded whether or not the kernel took it: headers are checked against what the guest
- * accepted, so a failed call (counted) leaves frames plain but never unchecked. */
+/* Recorded whether or not the kernel took it: reads are checked against what the guest
+ * accepted, so after a failed call (counted) the kernel keeps its previous set and a frame
+ * that claims more than the guest accepted is dropped, never handed on. */
 static void tap_set_rx_offloads(struct net_backend *be, unsigned offloads)
 {
     struct net_tap *t = to_tap(be);
