@@ -9,13 +9,16 @@
  *
  * The first byte picks features (bit 0: MRG_RXBUF, bit 2: CSUM, bit 3: GUEST_CSUM), the policy
  * (bit 1: host-only) and the backend's capabilities (bit 4: a 65520-byte MTU and valid
- * checksums, as slirp's). The tx chain bytes include the header, so its checksum offsets,
- * flags and gso fields are the fuzzer's.
+ * checksums, as slirp's; bit 5: it carries virtio-net headers and takes every offload, as a
+ * tap does, with bit 6: HOST_TSO4/6/ECN and bit 7: GUEST_TSO4/6/ECN negotiated). The tx chain
+ * bytes include the header, so its checksum offsets, flags and gso fields are the fuzzer's;
+ * a header-carrying backend must only ever get headers that ask for what was negotiated.
  * Script (each command one byte, then its arguments; missing bytes end the script):
  *   0 tx:      u8 split (& 3: descriptors - 1), u8 writable (bit 0: a writable descriptor last),
  *              u16 length, then that many chain bytes (header and frame) from the input
  *   1 rx:      u8 count (& 7), u16 size (% 2048)
- *   2 deliver: u16 length (frames for the guest; any size, the backend drops impossible ones)
+ *   2 deliver: u16 length (frames for the guest; any size, the backend drops impossible ones),
+ *              and for a header-carrying backend 12 header bytes from the input
  *   3 kick rx
  *   4 bad:     u8 queue (& 1): a descriptor outside guest RAM
  *   5 reset:   the driver resets and re-activates the device
@@ -31,6 +34,7 @@
 
 #include "guest_mem.h"
 #include "net/backend.h"
+#include "net/vnet_hdr.h"
 #include "virtio/net.h"
 
 #define MEM_SIZE 0x200000ULL
@@ -44,22 +48,46 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+#define HOST_TSO                                                                              \
+    (1ULL << VIRTIO_NET_F_HOST_TSO4 | 1ULL << VIRTIO_NET_F_HOST_TSO6 | 1ULL << VIRTIO_NET_F_HOST_ECN)
+#define GUEST_TSO                                                                             \
+    (1ULL << VIRTIO_NET_F_GUEST_TSO4 | 1ULL << VIRTIO_NET_F_GUEST_TSO6 |                      \
+     1ULL << VIRTIO_NET_F_GUEST_ECN)
+
 struct fuzz_backend {
     struct net_backend be;
     bool echo;
+    unsigned tx_offloads; /* what the driver negotiated for its transmit side */
 };
 
 static void fb_send(struct net_backend *be, const uint8_t *frame, size_t len)
 {
+    struct fuzz_backend *fb = (struct fuzz_backend *)be;
+    if (be->vnet_hdr) {
+        if (len < NET_VNET_HDR_SIZE ||
+            !net_vnet_hdr_valid(frame, len - NET_VNET_HDR_SIZE, fb->tx_offloads) ||
+            (frame[0] & NET_VNET_F_DATA_VALID))
+            __builtin_trap();
+        frame += NET_VNET_HDR_SIZE;
+        len -= NET_VNET_HDR_SIZE;
+    }
     if (len < NET_FRAME_MIN || len > NET_FRAME_MAX)
         __builtin_trap();
+    if (be->vnet_hdr)
+        len += NET_VNET_HDR_SIZE, frame -= NET_VNET_HDR_SIZE;
     if (((struct fuzz_backend *)be)->echo)
         net_backend_deliver(be, frame, len);
 }
 
 static void fb_destroy(struct net_backend *be) { free(be); }
 
-static const struct net_backend_ops fb_ops = {.send = fb_send, .destroy = fb_destroy};
+static void fb_set_rx_offloads(struct net_backend *be, unsigned offloads)
+{
+    (void)be, (void)offloads;
+}
+
+static const struct net_backend_ops fb_ops = {
+    .send = fb_send, .destroy = fb_destroy, .set_rx_offloads = fb_set_rx_offloads};
 
 struct ring {
     uint16_t avail_idx, next_desc, used_seen;
@@ -225,6 +253,8 @@ static void cmd_deliver(struct run *r)
         return;
     size_t len = get16(lenb);
     memset(frame, (int)len, len);
+    if (r->fb->be.vnet_hdr && len >= NET_VNET_HDR_SIZE && !take(r, frame, NET_VNET_HDR_SIZE))
+        return;
     net_backend_deliver(&r->fb->be, frame, len);
     check_rx_used(r);
 }
@@ -329,6 +359,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         r->fb->be.mtu = 65520;
         r->fb->be.rx_csum_valid = true;
     }
+    if (data[0] & 32) {
+        r->fb->be.vnet_hdr = true;
+        r->fb->be.offloads = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 |
+                             NET_OFFLOAD_ECN;
+    }
     static const uint8_t mac[6] = {0x52, 0x54, 0, 1, 2, 3};
     r->dev = virtio_net_new(mac, &r->fb->be);
     r->dev->queues = r->queues;
@@ -337,7 +372,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     r->dev->driver_features = 1ULL << VIRTIO_F_VERSION_1 | 1ULL << VIRTIO_NET_F_MAC |
                               (data[0] & 1 ? 1ULL << VIRTIO_NET_F_MRG_RXBUF : 0) |
                               (data[0] & 4 ? 1ULL << VIRTIO_NET_F_CSUM : 0) |
-                              (data[0] & 8 ? 1ULL << VIRTIO_NET_F_GUEST_CSUM : 0);
+                              (data[0] & 8 ? 1ULL << VIRTIO_NET_F_GUEST_CSUM : 0) |
+                              (data[0] & 64 ? HOST_TSO : 0) | (data[0] & 128 ? GUEST_TSO : 0);
+    r->fb->tx_offloads = (data[0] & 4 ? NET_OFFLOAD_CSUM : 0) |
+                         (data[0] & 64 ? NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 | NET_OFFLOAD_ECN : 0);
     setup_queues(r);
     r->dev->ops->activate(r->dev);
     r->in = data + 1;

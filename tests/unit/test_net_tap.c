@@ -1,7 +1,8 @@
 /*
  * The TAP backend over a SOCK_SEQPACKET socket pair standing in for the tap's descriptor (one
  * datagram per frame, as a tap reads and writes): frames both ways with and without the
- * virtio-net header, hostile reads dropped and counted, backpressure (the descriptor is not
+ * virtio-net header (passed through intact, offloads included, once the guest accepted them),
+ * hostile reads and headers dropped and counted, backpressure (the descriptor is not
  * read while the guest has no room, and nothing is lost), a descriptor that ends leaves the
  * loop; and net_tap_open's errors for names that are not attachable, creating nothing.
  */
@@ -82,8 +83,9 @@ static bool receive(void *opaque, const uint8_t *frame, size_t len)
     struct harness *h = opaque;
     pthread_mutex_lock(&h->lock);
     bool ok = h->accept;
-    if (ok && h->count < MAX_FRAMES && len <= sizeof(h->frames[0])) {
-        memcpy(h->frames[h->count], frame, len);
+    if (ok && h->count < MAX_FRAMES) { /* the first bytes of each, and its length */
+        size_t keep = len < sizeof(h->frames[0]) ? len : sizeof(h->frames[0]);
+        memcpy(h->frames[h->count], frame, keep);
         h->lens[h->count++] = len;
     }
     pthread_mutex_unlock(&h->lock);
@@ -163,7 +165,7 @@ static size_t make_frame(uint8_t *buf, uint8_t tag)
 }
 
 struct send_arg {
-    uint8_t frame[64];
+    uint8_t frame[HDR + 64];
     size_t len;
 };
 
@@ -220,19 +222,19 @@ static struct snap snap(struct harness *h)
 
 /* ---- Tests. ---- */
 
-/* Guest to tap: the frame behind a zeroed virtio-net header (no offload claimed). */
+/* Guest to tap: the header virtio-net checked goes to the kernel intact, offloads and all. */
 static void test_send_vnet(void **state)
 {
     struct harness *h = *state;
     struct send_arg a;
-    a.len = make_frame(a.frame, 7);
+    static const uint8_t tso[HDR] = {1, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0};
+    memcpy(a.frame, tso, HDR);
+    a.len = HDR + make_frame(a.frame + HDR, 7);
     on_loop(h, do_send, &a);
     uint8_t got[128];
     ssize_t n = recv(h->peer, got, sizeof(got), 0);
     assert_int_equal(n, HDR + 60);
-    static const uint8_t zero[HDR];
-    assert_memory_equal(got, zero, HDR);
-    assert_memory_equal(got + HDR, a.frame, 60);
+    assert_memory_equal(got, a.frame, HDR + 60);
     assert_int_equal(snap(h).stats.tx_frames, 1);
 }
 
@@ -247,29 +249,68 @@ static void test_send_plain(void **state)
     assert_memory_equal(got, a.frame, 60);
 }
 
-/* Tap to guest: the header is stripped; short reads and offload claims are dropped and
- * counted, and the frame after them still arrives. */
+/* Tap to guest: the frame behind its header; short reads and offload claims (none enabled
+ * yet) are dropped and counted, and the frame after them still arrives. */
 static void test_receive_vnet_and_hostile(void **state)
 {
     struct harness *h = *state;
-    uint8_t frame[64], hdr[HDR] = {0};
+    uint8_t frame[64], hdr[HDR] = {2}; /* DATA_VALID: the kernel's to say */
     make_frame(frame, 1);
     peer_write(h, hdr, HDR, frame, 60);
     peer_write(h, hdr, HDR, frame, 5);  /* shorter than an Ethernet header */
     peer_write(h, hdr, 4, NULL, 0);     /* shorter than the virtio-net header */
-    uint8_t gso[HDR] = {0, 1};          /* GSO_TCPV4 */
+    uint8_t gso[HDR] = {1, 1, 54, 0, 6, 0, 34, 0, 16, 0}; /* GSO_TCPV4, sound but not enabled */
     peer_write(h, gso, HDR, frame, 60);
-    uint8_t csum[HDR] = {1};            /* NEEDS_CSUM */
+    uint8_t csum[HDR] = {1, 0, 0, 0, 0, 0, 34, 0, 16, 0};    /* NEEDS_CSUM */
     peer_write(h, csum, HDR, frame, 60);
     make_frame(frame, 2);
     peer_write(h, hdr, HDR, frame, 60);
     wait_received(h, 2);
-    assert_int_equal(h->lens[0], 60);
-    assert_int_equal(h->frames[0][14], 1);
-    assert_int_equal(h->frames[1][14], 2);
+    assert_int_equal(h->lens[0], HDR + 60);
+    assert_memory_equal(h->frames[0], hdr, HDR);
+    assert_int_equal(h->frames[0][HDR + 14], 1);
+    assert_int_equal(h->frames[1][HDR + 14], 2);
     struct snap s = snap(h);
     assert_int_equal(s.tap.rx_bad, 4);
     assert_int_equal(s.stats.rx_frames, 2);
+}
+
+static void do_set_offloads(struct harness *h, void *arg)
+{
+    net_backend_set_rx_offloads(h->be, *(unsigned *)arg);
+}
+
+static uint8_t big[HDR + NET_FRAME_MAX + 1];
+
+/* Once the guest accepted CSUM and TSO4, the kernel's 64 KiB TSO frames reach it with their
+ * header intact; headers claiming more, or pointing outside the frame, and reads longer than
+ * the largest frame, do not. (TUNSETOFFLOAD itself fails on a socket pair, counted.) */
+static void test_receive_offloads(void **state)
+{
+    struct harness *h = *state;
+    unsigned o = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4;
+    on_loop(h, do_set_offloads, &o);
+    assert_int_equal(snap(h).tap.offload_errors, 1);
+    const uint8_t good[HDR] = {1, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0};
+    const uint8_t bad[][HDR] = {
+        {1, 4, 54, 0, 0xa8, 5, 34, 0, 16, 0},    /* TCPV6: not accepted */
+        {1, 0x81, 54, 0, 0xa8, 5, 34, 0, 16, 0}, /* ECN: not accepted */
+        {1, 3, 54, 0, 0xa8, 5, 34, 0, 16, 0},    /* UDP */
+        {1, 1, 54, 0, 0, 0, 34, 0, 16, 0},       /* gso_size 0 */
+        {1, 1, 54, 0, 0xa8, 5, 0xff, 0xff, 16, 0}, /* checksum outside the frame */
+        {0, 1, 54, 0, 0xa8, 5, 34, 0, 16, 0},    /* GSO without NEEDS_CSUM */
+        {0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0},       /* an unknown flag */
+    };
+    make_frame(big + HDR, 5);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        peer_write(h, bad[i], HDR, big + HDR, 4000);
+    peer_write(h, good, HDR, big + HDR, NET_FRAME_MAX + 1); /* one byte too long */
+    peer_write(h, good, HDR, big + HDR, NET_FRAME_MAX);
+    wait_received(h, 1);
+    assert_int_equal(h->lens[0], HDR + NET_FRAME_MAX);
+    assert_memory_equal(h->frames[0], good, HDR);
+    assert_int_equal(h->frames[0][HDR + 14], 5);
+    assert_int_equal(snap(h).tap.rx_bad, sizeof(bad) / sizeof(bad[0]) + 1);
 }
 
 static void test_receive_plain(void **state)
@@ -310,7 +351,7 @@ static void test_backpressure(void **state)
     on_loop(h, do_release, NULL);
     wait_received(h, 8);
     for (unsigned i = 0; i < 8; i++)
-        assert_int_equal(h->frames[i][14], i);
+        assert_int_equal(h->frames[i][HDR + 14], i);
     s = snap(h);
     assert_int_equal(s.stats.rx_dropped, 0);
     assert_int_equal(s.queued, 0);
@@ -333,7 +374,8 @@ static void test_peer_gone(void **state)
     on_loop(h, do_count_fds, NULL); /* the loop still serves other handlers */
     assert_true(snap(h).tap.gone);
     struct send_arg a;
-    a.len = make_frame(a.frame, 4);
+    memset(a.frame, 0, HDR);
+    a.len = HDR + make_frame(a.frame + HDR, 4);
     on_loop(h, do_send, &a);
     assert_int_equal(snap(h).tap.tx_errors, 1);
 }
@@ -372,6 +414,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_vnet, setup_vnet, teardown),
         cmocka_unit_test_setup_teardown(test_send_plain, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_receive_vnet_and_hostile, setup_vnet, teardown),
+        cmocka_unit_test_setup_teardown(test_receive_offloads, setup_vnet, teardown),
         cmocka_unit_test_setup_teardown(test_receive_plain, setup_plain, teardown),
         cmocka_unit_test_setup_teardown(test_backpressure, setup_vnet, teardown),
         cmocka_unit_test_setup_teardown(test_peer_gone, setup_vnet, teardown),

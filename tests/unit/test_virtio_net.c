@@ -30,6 +30,10 @@
 #define DATA_GPA 0x10000ULL
 #define OUTSIDE_RAM 0x40000000ULL
 #define HDR VIRTIO_NET_HDR_SIZE
+#define BIT(n) (1ULL << (n))
+#define PASSTHROUGH_FEATURES                                                                  \
+    (BIT(VIRTIO_NET_F_HOST_TSO4) | BIT(VIRTIO_NET_F_HOST_TSO6) | BIT(VIRTIO_NET_F_HOST_ECN) |  \
+     BIT(VIRTIO_NET_F_GUEST_TSO4) | BIT(VIRTIO_NET_F_GUEST_TSO6) | BIT(VIRTIO_NET_F_GUEST_ECN))
 
 static const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
 
@@ -37,7 +41,8 @@ struct fake_backend {
     struct net_backend be;
     unsigned sent;
     size_t last_len;
-    uint8_t last[NET_FRAME_MAX];
+    uint8_t last[HDR + NET_FRAME_MAX];
+    int rx_offloads; /* the last set_rx_offloads, -1 before any */
 };
 
 static void fake_send(struct net_backend *be, const uint8_t *frame, size_t len)
@@ -51,6 +56,15 @@ static void fake_send(struct net_backend *be, const uint8_t *frame, size_t len)
 static void fake_destroy(struct net_backend *be) { free(be); }
 
 static const struct net_backend_ops fake_ops = {.send = fake_send, .destroy = fake_destroy};
+
+static void fake_set_rx_offloads(struct net_backend *be, unsigned offloads)
+{
+    ((struct fake_backend *)be)->rx_offloads = (int)offloads;
+}
+
+/* A tap-like backend: headers through, every offload, and told which the guest accepted. */
+static const struct net_backend_ops vnet_ops = {
+    .send = fake_send, .destroy = fake_destroy, .set_rx_offloads = fake_set_rx_offloads};
 
 struct bench {
     struct guest_mem mem;
@@ -186,6 +200,7 @@ static void test_identity_and_config(void **state)
     assert_true(f & 1ULL << VIRTIO_NET_F_CSUM);
     assert_false(f & 1ULL << VIRTIO_NET_F_GUEST_CSUM);
     assert_false(f & 1ULL << VIRTIO_NET_F_MTU);
+    assert_int_equal(f & PASSTHROUGH_FEATURES, 0); /* headers are not passed on */
     uint8_t cfg[12];
     b->dev->ops->config_read(b->dev, 0, cfg, sizeof(cfg));
     assert_memory_equal(cfg, mac, 6);
@@ -199,23 +214,38 @@ static void test_identity_and_config(void **state)
 
 /* A backend that builds its frames and has a large link gets GUEST_CSUM and MTU offered; the
  * MTU is in the config space and each receive header says DATA_VALID once negotiated. */
-static void test_capable_backend(void **state)
+/* The device made again over a new fake backend, of the kind given. */
+static void rebuild(struct bench *b, const struct net_backend_ops *ops, bool capable, bool vnet)
 {
-    struct bench *b = *state;
     b->dev->ops->destroy(b->dev);
     b->fb = calloc(1, sizeof(*b->fb));
     assert_non_null(b->fb);
     struct net_policy open_policy = {NET_POLICY_OPEN, 0, 0};
-    net_backend_init(&b->fb->be, &fake_ops, &open_policy);
-    b->fb->be.mtu = 65520;
-    b->fb->be.rx_csum_valid = true;
+    net_backend_init(&b->fb->be, ops, &open_policy);
+    b->fb->rx_offloads = -1;
+    if (capable) {
+        b->fb->be.mtu = 65520;
+        b->fb->be.rx_csum_valid = true;
+    }
+    if (vnet) {
+        b->fb->be.vnet_hdr = true;
+        b->fb->be.offloads = NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 |
+                             NET_OFFLOAD_ECN;
+    }
     b->dev = virtio_net_new(mac, &b->fb->be);
     assert_non_null(b->dev);
     b->dev->queues = b->queues;
     b->dev->queue_enabled = b->enabled;
     b->dev->transport_ops = &fake_transport_ops;
     b->dev->transport = &b->t;
+}
+
+static void test_capable_backend(void **state)
+{
+    struct bench *b = *state;
+    rebuild(b, &fake_ops, true, false);
     uint64_t f = b->dev->device_features;
+    assert_int_equal(f & PASSTHROUGH_FEATURES, 0); /* slirp's set, unchanged */
     assert_true(f & 1ULL << VIRTIO_NET_F_GUEST_CSUM);
     assert_true(f & 1ULL << VIRTIO_NET_F_MTU);
     uint8_t mtu[2];
@@ -586,6 +616,203 @@ static void test_reset_drops_queued_frames(void **state)
     assert_int_equal(b->fb->be.rxq_count, 0);
 }
 
+/* ---- A backend that carries virtio-net headers (a tap). ---- */
+
+#define ALL_OFFLOADS (NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 | NET_OFFLOAD_ECN)
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+/* A header asking for TSO of a TCP/IPv4 frame (or less, by the arguments). */
+static void tso_hdr(uint8_t h[HDR], uint8_t flags, uint8_t gso, uint16_t hdr_len,
+                    uint16_t gso_size, uint16_t start)
+{
+    memset(h, 0, HDR);
+    h[0] = flags;
+    h[1] = gso;
+    put_le16(h + 2, hdr_len);
+    put_le16(h + 4, gso_size);
+    put_le16(h + 6, start);
+    put_le16(h + 8, 16); /* TCP's checksum field */
+}
+
+static void post_tx_raw(struct bench *b, const uint8_t h[HDR], const uint8_t *frame,
+                        uint32_t len)
+{
+    uint64_t hdr = alloc_buf(b, HDR), data = alloc_buf(b, len);
+    memcpy(fake_ptr(&b->mem, hdr, HDR), h, HDR);
+    memcpy(fake_ptr(&b->mem, data, len), frame, len);
+    struct fake_buf bufs[2] = {{hdr, HDR, false}, {data, len, false}};
+    fake_post(&b->ring[TXQ], bufs, 2);
+}
+
+/* Offered as the backend takes them; at DRIVER_OK it hears what the driver accepted, at reset
+ * that it is nothing; without the checksum offload no other. */
+static void test_vnet_features_and_offloads(void **state)
+{
+    struct bench *b = *state;
+    rebuild(b, &vnet_ops, false, true);
+    uint64_t f = b->dev->device_features;
+    assert_int_equal(f & PASSTHROUGH_FEATURES, PASSTHROUGH_FEATURES);
+    assert_true(f & BIT(VIRTIO_NET_F_GUEST_CSUM));
+    assert_true(f & BIT(VIRTIO_NET_F_CSUM));
+    assert_false(f & BIT(VIRTIO_NET_F_MTU));
+    b->dev->driver_features = BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_NET_F_GUEST_CSUM) |
+                              BIT(VIRTIO_NET_F_GUEST_TSO4);
+    activate(b);
+    assert_int_equal(b->fb->rx_offloads, NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4);
+    b->dev->ops->reset(b->dev);
+    assert_int_equal(b->fb->rx_offloads, 0);
+    b->dev->driver_features = BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_NET_F_GUEST_TSO4);
+    activate(b);
+    assert_int_equal(b->fb->rx_offloads, 0);
+    /* One that cannot be told what the guest accepted keeps the guest's side plain. */
+    rebuild(b, &fake_ops, false, true);
+    f = b->dev->device_features;
+    assert_true(f & BIT(VIRTIO_NET_F_HOST_TSO4));
+    assert_false(f & (BIT(VIRTIO_NET_F_GUEST_CSUM) | BIT(VIRTIO_NET_F_GUEST_TSO4)));
+}
+
+static void negotiate_host_tso(struct bench *b, bool ecn)
+{
+    b->dev->driver_features |= BIT(VIRTIO_NET_F_CSUM) | BIT(VIRTIO_NET_F_HOST_TSO4) |
+                               (ecn ? BIT(VIRTIO_NET_F_HOST_ECN) : 0);
+    activate(b);
+}
+
+/* The guest's TSO frame reaches the backend with its header as written (num_buffers cleared)
+ * and its checksum left partial for the kernel. */
+static void test_vnet_tx_passthrough(void **state)
+{
+    struct bench *b = *state;
+    rebuild(b, &vnet_ops, false, true);
+    negotiate_host_tso(b, true);
+    static uint8_t f[NET_FRAME_MAX];
+    uint32_t len = (uint32_t)ip_frame(f, 6, 20000);
+    uint8_t h[HDR];
+    tso_hdr(h, 1, 1 | 0x80, 54, 1448, ETH + IPH);
+    put_le16(h + 10, 0x7777);
+    post_tx_raw(b, h, f, len);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 1);
+    assert_int_equal(b->fb->last_len, HDR + len);
+    put_le16(h + 10, 0);
+    assert_memory_equal(b->fb->last, h, HDR);
+    assert_memory_equal(b->fb->last + HDR, f, len);
+    /* Offloads not asked for: the frame as it is behind a zero header. */
+    memset(h, 0, HDR);
+    post_tx_raw(b, h, f, 60);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 2);
+    assert_memory_equal(b->fb->last, h, HDR);
+    assert_memory_equal(b->fb->last + HDR, f, 60);
+    assert_int_equal(virtio_net_stats(b->dev)->tx_bad, 0);
+}
+
+/* Each header asks for something not negotiated or points outside the frame: refused. */
+static void test_vnet_tx_hostile(void **state)
+{
+    struct bench *b = *state;
+    rebuild(b, &vnet_ops, false, true);
+    negotiate_host_tso(b, false);
+    static uint8_t f[NET_FRAME_MAX];
+    uint32_t len = (uint32_t)ip_frame(f, 6, 4000);
+    const struct {
+        uint8_t flags, gso;
+        uint16_t hdr_len, size, start;
+    } bad[] = {
+        {1, 4, 54, 1448, ETH + IPH},          /* TCPV6, not negotiated */
+        {1, 1 | 0x80, 54, 1448, ETH + IPH},   /* ECN, not negotiated */
+        {1, 3, 54, 1448, ETH + IPH},          /* UDP, never offered */
+        {1, 2, 54, 1448, ETH + IPH},          /* no such type */
+        {1, 1, 54, 0, ETH + IPH},             /* gso_size 0 */
+        {1, 1, 54, (uint16_t)(len + 1), ETH + IPH},
+        {1, 1, (uint16_t)(len + 1), 1448, ETH + IPH},
+        {0, 1, 54, 1448, ETH + IPH},          /* GSO without NEEDS_CSUM */
+        {1, 1, 54, 1448, (uint16_t)len},      /* checksum outside */
+        {1, 1, 54, 1448, 10},                 /* in the Ethernet header */
+        {3, 0, 0, 0, ETH + IPH},              /* DATA_VALID is the device's */
+        {1 | 4, 0, 0, 0, ETH + IPH},          /* unknown flag */
+    };
+    uint8_t h[HDR];
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        tso_hdr(h, bad[i].flags, bad[i].gso, bad[i].hdr_len, bad[i].size, bad[i].start);
+        post_tx_raw(b, h, f, len); /* one at a time: the ring has fewer descriptors */
+        kick(b, TXQ);
+        assert_int_equal(virtio_net_stats(b->dev)->tx_bad, i + 1);
+    }
+    assert_int_equal(b->fb->sent, 0);
+    assert_int_equal(virtio_net_stats(b->dev)->tx_bad, sizeof(bad) / sizeof(bad[0]));
+    assert_int_equal(b->t.needs_reset, 0);
+    tso_hdr(h, 1, 1, 54, 1448, ETH + IPH); /* the same frame, well formed */
+    post_tx_raw(b, h, f, len);
+    kick(b, TXQ);
+    assert_int_equal(b->fb->sent, 1);
+}
+
+static void deliver_vnet(struct bench *b, const uint8_t h[HDR], size_t len, uint8_t seed)
+{
+    static uint8_t buf[HDR + NET_FRAME_MAX];
+    memcpy(buf, h, HDR);
+    fill_pattern(buf + HDR, len, seed);
+    net_backend_deliver(&b->fb->be, buf, HDR + len);
+}
+
+/* A 64 KiB TSO frame from the backend, across buffers, its header as the backend wrote it. */
+static void test_vnet_rx_passthrough(void **state)
+{
+    struct bench *b = *state;
+    rebuild(b, &vnet_ops, false, true);
+    b->dev->driver_features = BIT(VIRTIO_F_VERSION_1) | BIT(VIRTIO_NET_F_MRG_RXBUF) |
+                              BIT(VIRTIO_NET_F_GUEST_CSUM) | BIT(VIRTIO_NET_F_GUEST_TSO4);
+    activate(b);
+    uint64_t gpa[3];
+    for (int i = 0; i < 3; i++)
+        gpa[i] = post_rx(b, 30000);
+    uint8_t h[HDR];
+    tso_hdr(h, 1, 1, 54, 1448, ETH + IPH);
+    deliver_vnet(b, h, NET_FRAME_MAX, 4);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 3);
+    assert_int_equal(num_buffers(b, gpa[0]), 3);
+    assert_memory_equal(fake_ptr(&b->mem, gpa[0], HDR), h, 10);
+    static uint8_t got[3 * 30000], want[NET_FRAME_MAX];
+    for (int i = 0; i < 3; i++)
+        memcpy(got + 30000 * i, fake_ptr(&b->mem, gpa[i], 30000), 30000);
+    fill_pattern(want, sizeof(want), 4);
+    assert_memory_equal(got + HDR, want, sizeof(want));
+    assert_int_equal(fake_used_len(&b->ring[RXQ], 2), HDR + NET_FRAME_MAX - 60000);
+    assert_true(canary_intact(b, gpa[2], 30000));
+}
+
+/* Nothing negotiated: frames as before (a zero header: DATA_VALID dropped), and one whose
+ * header claims an offload the driver did not accept is dropped and counted. */
+static void test_vnet_rx_not_negotiated(void **state)
+{
+    struct bench *b = *state;
+    rebuild(b, &vnet_ops, false, true);
+    activate(b);
+    uint64_t gpa = post_rx(b, 1526);
+    uint8_t h[HDR];
+    tso_hdr(h, 1, 1, 54, 1448, ETH + IPH);
+    deliver_vnet(b, h, 1400, 2);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 0);
+    assert_int_equal(virtio_net_stats(b->dev)->rx_bad, 1);
+    memset(h, 0, HDR);
+    h[0] = 2; /* DATA_VALID */
+    deliver_vnet(b, h, 100, 3);
+    assert_int_equal(fake_used_idx(&b->ring[RXQ]), 1);
+    const uint8_t *p = fake_ptr(&b->mem, gpa, HDR + 100);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(p[i], 0);
+    assert_int_equal(num_buffers(b, gpa), 1);
+    uint8_t want[100];
+    fill_pattern(want, sizeof(want), 3);
+    assert_memory_equal(p + HDR, want, sizeof(want));
+}
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
@@ -607,6 +834,11 @@ int main(void)
         T(test_waits_for_activate),
         T(test_malformed_ring_needs_reset),
         T(test_reset_drops_queued_frames),
+        T(test_vnet_features_and_offloads),
+        T(test_vnet_tx_passthrough),
+        T(test_vnet_tx_hostile),
+        T(test_vnet_rx_passthrough),
+        T(test_vnet_rx_not_negotiated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

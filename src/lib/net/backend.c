@@ -17,9 +17,26 @@ void net_backend_set_receiver(struct net_backend *be, net_receive_fn fn, void *o
     be->receive_opaque = opaque;
 }
 
+/* The header in front of a vnet_hdr backend's frames: the policy judges the frame behind it. */
+static size_t hdr_size(const struct net_backend *be)
+{
+    return be->vnet_hdr ? NET_VNET_HDR_SIZE : 0;
+}
+
+void net_backend_set_rx_offloads(struct net_backend *be, unsigned offloads)
+{
+    if (be->vnet_hdr && be->ops->set_rx_offloads)
+        be->ops->set_rx_offloads(be, offloads & be->offloads);
+}
+
 void net_backend_send(struct net_backend *be, const uint8_t *frame, size_t len)
 {
-    switch (net_policy_classify(&be->policy, frame, len)) {
+    size_t hdr = hdr_size(be);
+    if (len < hdr) {
+        be->stats.tx_dropped_malformed++;
+        return;
+    }
+    switch (net_policy_classify(&be->policy, frame + hdr, len - hdr)) {
     case NET_VERDICT_ALLOW:
         be->stats.tx_frames++;
         be->ops->send(be, frame, len);
@@ -71,7 +88,8 @@ static void dequeue(struct net_backend *be)
 /* Order is kept: a frame waits behind the queued ones even when the receiver has room. */
 void net_backend_deliver(struct net_backend *be, const uint8_t *frame, size_t len)
 {
-    if (len < NET_FRAME_MIN || len > NET_FRAME_MAX) {
+    size_t hdr = hdr_size(be);
+    if (len < hdr + NET_FRAME_MIN || len - hdr > NET_FRAME_MAX) {
         be->stats.rx_dropped++;
         return;
     }

@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "net/policy.h"
+#include "net/vnet_hdr.h"
 
 /* The receive queue's caps: frames and bytes held while the receiver has no room. */
 #define NET_RXQ_MAX_FRAMES 256
@@ -47,6 +48,9 @@ struct net_backend_ops {
     /* Optional: the receive queue is empty again (the receiver took everything, or it was
      * purged), so a backend that stopped reading its source while frames waited may resume. */
     void (*rx_drained)(struct net_backend *be);
+    /* Optional, for vnet_hdr backends: the offloads (NET_OFFLOAD_*, within `offloads`) the
+     * guest accepted on its receive side; frames delivered from now on claim no others. */
+    void (*set_rx_offloads)(struct net_backend *be, unsigned offloads);
 };
 
 struct net_rx_slot {
@@ -54,12 +58,20 @@ struct net_rx_slot {
     size_t len;
 };
 
-/* Embedded first in each backend. The two capabilities are set by the backend after
- * net_backend_init (zero, the default, is a 1500-byte link whose frames the guest must check). */
+/* Embedded first in each backend. The capabilities are set by the backend after
+ * net_backend_init (zero, the default, is a 1500-byte link of bare frames the guest must
+ * check).
+ * vnet_hdr: every frame through send, deliver and the receiver starts with a virtio_net_hdr_v1
+ * (vnet_hdr.h), so offloads pass through as the header describes them instead of being done
+ * by the device (a tap: the host kernel segments and checksums far more cheaply). `offloads`
+ * is what such a backend takes in the headers of guest frames and can be asked, through
+ * set_rx_offloads, to leave to the guest; the caller checks every header it hands on. */
 struct net_backend {
     const struct net_backend_ops *ops;
     unsigned mtu;       /* the largest IP packet it takes and sends; 0 means 1500 */
     bool rx_csum_valid; /* every frame it delivers has correct checksums (it built them) */
+    bool vnet_hdr;      /* frames carry a NET_VNET_HDR_SIZE header in front */
+    unsigned offloads;  /* NET_OFFLOAD_* it takes (vnet_hdr only) */
     struct net_policy policy;
     net_receive_fn receive;
     void *receive_opaque;
@@ -73,12 +85,14 @@ struct net_backend {
 /* For backends: fills the common part. */
 void net_backend_init(struct net_backend *be, const struct net_backend_ops *ops,
                       const struct net_policy *policy);
-/* For backends: a frame for the guest. */
+/* For backends: a frame for the guest (behind its header for a vnet_hdr backend). */
 void net_backend_deliver(struct net_backend *be, const uint8_t *frame, size_t len);
 
 /* The receiver; frames that arrive before there is one are queued (within the caps). */
 void net_backend_set_receiver(struct net_backend *be, net_receive_fn fn, void *opaque);
-/* A frame from the guest. */
+/* The guest's receive offloads, for a vnet_hdr backend that can leave them to it. */
+void net_backend_set_rx_offloads(struct net_backend *be, unsigned offloads);
+/* A frame from the guest (behind its header for a vnet_hdr backend). */
 void net_backend_send(struct net_backend *be, const uint8_t *frame, size_t len);
 /* The receiver has room again: offers the queued frames, oldest first. */
 void net_backend_rx_ready(struct net_backend *be);

@@ -12,9 +12,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-/* virtio_net_hdr_v1 fields (virtio 1.2, 5.1.6) that must be clear on a frame cove takes. */
-#define HDR_FLAGS_NEEDS_CSUM 1
-#define HDR_GSO_NONE 0
+_Static_assert(NET_TAP_VNET_HDR_SIZE == NET_VNET_HDR_SIZE, "one header layout");
+_Static_assert(NET_OFFLOAD_CSUM == TUN_F_CSUM && NET_OFFLOAD_TSO4 == TUN_F_TSO4 &&
+                   NET_OFFLOAD_TSO6 == TUN_F_TSO6 && NET_OFFLOAD_ECN == TUN_F_TSO_ECN,
+               "NET_OFFLOAD_* are TUN_F_*");
+
+/* What a tap takes from the guest in a header (the kernel segments and checksums) and can
+ * leave to the guest once TUNSETOFFLOAD allows it. */
+#define TAP_OFFLOADS (NET_OFFLOAD_CSUM | NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6 | NET_OFFLOAD_ECN)
 
 struct net_tap {
     struct net_backend be; /* first: net_backend_* see this */
@@ -23,9 +28,11 @@ struct net_tap {
     bool vnet_hdr;
     bool watching; /* on the loop (false once the device went away) */
     bool paused;   /* not read while the guest has no room */
+    unsigned rx_offloads; /* what the guest accepted: headers read claim no more */
     struct net_tap_stats stats;
-    uint8_t hdr[NET_TAP_VNET_HDR_SIZE];
-    uint8_t frame[NET_FRAME_MAX];
+    /* The header (with vnet_hdr), then the frame; one byte more than the largest, so a read
+     * that fills it is known to be too long (a tap truncates rather than fails). */
+    uint8_t buf[NET_TAP_VNET_HDR_SIZE + NET_FRAME_MAX + 1];
 };
 
 static struct net_tap *to_tap(struct net_backend *be) { return (struct net_tap *)be; }
@@ -136,17 +143,31 @@ int net_tap_open(const struct net_tap_config *config, char *error, size_t error_
 
 /* ---- Frames to the device. ---- */
 
+/* With vnet_hdr the frame comes behind the header virtio-net checked (be.vnet_hdr), which
+ * goes to the kernel as it is. */
 static void tap_send(struct net_backend *be, const uint8_t *frame, size_t len)
 {
     struct net_tap *t = to_tap(be);
-    static const uint8_t zero_hdr[NET_TAP_VNET_HDR_SIZE];
-    struct iovec iov[2] = {{(void *)zero_hdr, sizeof(zero_hdr)}, {(void *)frame, len}};
-    int first = t->vnet_hdr ? 0 : 1;
-    ssize_t want = (ssize_t)(len + (t->vnet_hdr ? sizeof(zero_hdr) : 0));
     /* A tap never blocks a writer for long; EAGAIN, EIO (the link is down) or ENOBUFS lose
-     * the frame as a full wire would. */
-    if (writev(t->fd, iov + first, 2 - first) != want)
+     * the frame as a full wire would; EINVAL is a header the kernel refused. */
+    if (write(t->fd, frame, len) != (ssize_t)len)
         t->stats.tx_errors++;
+}
+
+int net_tap_set_offload(int fd, unsigned offloads)
+{
+    return ioctl(fd, TUNSETOFFLOAD, (unsigned long)offloads) == 0 ? 0 : -errno;
+}
+
+/* Recorded whether or not the kernel took it: reads are checked against what the guest
+ * accepted, so after a failed call (counted) the kernel keeps its previous set and a frame
+ * that claims more than the guest accepted is dropped, never handed on. */
+static void tap_set_rx_offloads(struct net_backend *be, unsigned offloads)
+{
+    struct net_tap *t = to_tap(be);
+    t->rx_offloads = offloads;
+    if (net_tap_set_offload(t->fd, offloads) < 0)
+        t->stats.offload_errors++;
 }
 
 /* ---- Frames from the device. ---- */
@@ -168,24 +189,20 @@ static void stop_watching(struct net_tap *t)
     t->stats.gone = true;
 }
 
-/* A frame read from the descriptor: its length, or 0 when it is not one to deliver. */
-static size_t frame_len(struct net_tap *t, ssize_t n)
+/* Whether a read of n bytes is a frame to deliver: of a possible size and, with vnet_hdr,
+ * claiming only offloads the guest accepted, at positions inside the frame. */
+static bool read_ok(const struct net_tap *t, size_t n)
 {
     size_t hdr = t->vnet_hdr ? NET_TAP_VNET_HDR_SIZE : 0;
-    if (n < (ssize_t)(hdr + NET_FRAME_MIN))
-        return 0;
-    /* No offload was enabled: a frame that still claims one cannot be completed here. */
-    if (t->vnet_hdr && ((t->hdr[0] & HDR_FLAGS_NEEDS_CSUM) || t->hdr[1] != HDR_GSO_NONE))
-        return 0;
-    return (size_t)n - hdr;
+    if (n < hdr + NET_FRAME_MIN || n - hdr > NET_FRAME_MAX)
+        return false;
+    return !t->vnet_hdr || net_vnet_hdr_valid(t->buf, n - hdr, t->rx_offloads);
 }
 
 /* Reads one frame; false when there is nothing more to read now. */
 static bool read_one(struct net_tap *t)
 {
-    struct iovec iov[2] = {{t->hdr, sizeof(t->hdr)}, {t->frame, sizeof(t->frame)}};
-    int first = t->vnet_hdr ? 0 : 1;
-    ssize_t n = readv(t->fd, iov + first, 2 - first);
+    ssize_t n = read(t->fd, t->buf, sizeof(t->buf));
     if (n <= 0) {
         /* A tap never reads 0; a descriptor at its end (the tests' socket pair) would, for
          * ever, as would one whose device was deleted (EBADFD). */
@@ -193,12 +210,11 @@ static bool read_one(struct net_tap *t)
             stop_watching(t);
         return false;
     }
-    size_t len = frame_len(t, n);
-    if (len == 0) {
+    if (!read_ok(t, (size_t)n)) {
         t->stats.rx_bad++;
         return true;
     }
-    net_backend_deliver(&t->be, t->frame, len);
+    net_backend_deliver(&t->be, t->buf, (size_t)n);
     return true;
 }
 
@@ -242,6 +258,7 @@ static const struct net_backend_ops tap_ops = {
     .send = tap_send,
     .destroy = tap_destroy,
     .rx_drained = tap_rx_drained,
+    .set_rx_offloads = tap_set_rx_offloads,
 };
 
 struct net_backend *net_tap_new_fd(struct io_loop *loop, int fd, bool vnet_hdr)
@@ -257,6 +274,8 @@ struct net_backend *net_tap_new_fd(struct io_loop *loop, int fd, bool vnet_hdr)
     t->loop = loop;
     t->fd = fd;
     t->vnet_hdr = vnet_hdr;
+    t->be.vnet_hdr = vnet_hdr;
+    t->be.offloads = vnet_hdr ? TAP_OFFLOADS : 0;
     int flags = fcntl(fd, F_GETFL);
     if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
         io_loop_add(loop, fd, EPOLLIN, on_readable, t) < 0) {

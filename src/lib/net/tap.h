@@ -9,12 +9,15 @@
  * must exist before: with CAP_NET_ADMIN, TUNSETIFF on a missing name would quietly create a
  * throw-away tap instead, so the interface index is checked before and after.
  *
- * With vnet_hdr, every frame on the descriptor carries a 12-byte virtio_net_hdr_v1 (the layout
- * virtio-net uses, so a later offload path can hand headers through unchanged). No offloads
- * are enabled (TUNSETOFFLOAD 0), so the kernel completes checksums and segments before a frame
- * reaches cove; frames that still claim an offload are dropped and counted. Without vnet_hdr
- * the descriptor carries bare Ethernet frames. Either way the backend interface carries bare
- * frames (backend.h).
+ * With vnet_hdr, every frame on the descriptor carries a 12-byte virtio_net_hdr_v1, the layout
+ * virtio-net uses, and the backend is a vnet_hdr one (backend.h): headers pass between the
+ * guest and the kernel as they are, so the guest's TSO frames and partial checksums go to the
+ * kernel (which segments and checksums them, or hands them on whole to a bridge or the host's
+ * stack), and the kernel's large frames reach a guest that accepted GUEST_TSO. What the kernel
+ * may send is set with TUNSETOFFLOAD: none at open, then what the guest accepted
+ * (set_rx_offloads); a read whose header claims more, or positions outside its frame, is
+ * dropped and counted. Frames of up to 64 KiB plus the header are read. Without vnet_hdr the
+ * descriptor and the backend interface carry bare Ethernet frames.
  *
  * Receive backpressure: while the virtio-net device has no room (frames wait in the backend's
  * queue), the descriptor is not read, so the host kernel holds the frames (in the tap's own
@@ -44,7 +47,8 @@ struct net_tap_config {
 
 struct net_tap_stats {
     uint64_t tx_errors;  /* guest frames the device refused (link down, no buffer) */
-    uint64_t rx_bad;     /* reads too short for a frame, or claiming an offload */
+    uint64_t rx_bad;     /* reads too short or too long, or with a header refused */
+    uint64_t offload_errors; /* TUNSETOFFLOAD calls the kernel refused (frames stay plain) */
     uint64_t pauses;     /* times reading stopped because the guest had no room */
     bool gone;           /* the descriptor ended or broke (the device was deleted): not read */
 };
@@ -65,6 +69,10 @@ struct net_backend *net_tap_new(struct io_loop *loop, const struct net_tap_confi
 /* The backend over a descriptor already attached (or any datagram descriptor, for tests):
  * takes ownership of fd, also on failure. */
 struct net_backend *net_tap_new_fd(struct io_loop *loop, int fd, bool vnet_hdr);
+
+/* TUNSETOFFLOAD: the offloads (NET_OFFLOAD_*, which are TUN_F_*) the kernel may leave to
+ * the reader of fd. 0 or a negative errno. Apart so the rest can be tested on a socket pair. */
+int net_tap_set_offload(int fd, unsigned offloads);
 
 const struct net_tap_stats *net_tap_stats(const struct net_backend *be);
 

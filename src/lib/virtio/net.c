@@ -24,8 +24,15 @@
  * - MTU: the backend's link MTU (slirp's is raised to 65520, as slirp4netns does) is offered
  *   in the config space, so the guest sends and takes IP packets of up to 64 KiB: one frame,
  *   one slirp_input and one interrupt where a 1500-byte link needs forty-odd.
- * - No TSO/UFO: with a 65520-byte link a TSO frame would be no larger than a plain one, and
- *   slirp segments nothing (a GSO frame would have to be cut here).
+ * - No TSO/UFO for slirp: with a 65520-byte link a TSO frame would be no larger than a plain
+ *   one, and slirp segments nothing (a GSO frame would have to be cut here).
+ * - A backend that carries virtio-net headers (a tap, backend.h vnet_hdr) gets them as the
+ *   guest wrote them, checked against what was negotiated (net_vnet_hdr_valid) but not acted
+ *   on: the host kernel completes checksums and segments (HOST_TSO4/6/ECN offered as the
+ *   backend takes them) more cheaply than a copy here. Towards the guest, GUEST_CSUM and
+ *   GUEST_TSO4/6/ECN are offered as it takes them, and at DRIVER_OK (after FEATURES_OK, before
+ *   any receive buffer is used) the backend is told which were accepted, so a TSO frame of up
+ *   to 64 KiB arrives whole, across buffers with MRG_RXBUF. No UFO (vnet_hdr.h).
  * - Receive interrupts are not deferred beyond what EVENT_IDX already does: while the guest
  *   polls (NAPI) it keeps used_event behind, so a burst of frames costs one interrupt.
  */
@@ -37,12 +44,14 @@
 #define NET_RXQ 0
 #define NET_TXQ 1
 #define NET_CONFIG_SIZE 12 /* mac[6], status, max_virtqueue_pairs, mtu (each le16) */
-#define HDR_F_NEEDS_CSUM 1
-#define HDR_F_DATA_VALID 2
-#define HDR_CSUM_START 6   /* offsets in the header */
-#define HDR_CSUM_OFFSET 8
-#define HDR_NUM_BUFFERS 10
+#define HDR_F_NEEDS_CSUM NET_VNET_F_NEEDS_CSUM
+#define HDR_F_DATA_VALID NET_VNET_F_DATA_VALID
+#define HDR_CSUM_START NET_VNET_CSUM_START /* offsets in the header */
+#define HDR_CSUM_OFFSET NET_VNET_CSUM_OFFSET
+#define HDR_NUM_BUFFERS NET_VNET_NUM_BUFFERS
 #define NET_DEFAULT_MTU 1500
+
+_Static_assert(VIRTIO_NET_HDR_SIZE == NET_VNET_HDR_SIZE, "one header layout");
 
 struct virtio_net {
     struct virtio_device dev; /* first: the transport hands this pointer back to the ops */
@@ -57,7 +66,9 @@ struct virtio_net {
     struct virtq_elem rx_elem;  /* the chains after it */
     uint16_t rx_heads[VIRTIO_NET_QUEUE_SIZE];
     uint32_t rx_lens[VIRTIO_NET_QUEUE_SIZE];
-    uint8_t frame[NET_FRAME_MAX]; /* a transmitted frame, copied out of guest memory */
+    /* A transmitted frame, copied out of guest memory (behind its header for a vnet_hdr
+     * backend). */
+    uint8_t frame[VIRTIO_NET_HDR_SIZE + NET_FRAME_MAX];
 };
 
 static struct virtio_net *to_net(struct virtio_device *dev) { return (struct virtio_net *)dev; }
@@ -77,20 +88,47 @@ static void fail(struct virtio_net *net)
 
 static uint16_t le16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
-/* The frame's length when the chain's shape and header are ones the device takes, else 0. */
-static size_t tx_frame_len(const struct virtio_net *net, const struct virtq_elem *e,
-                           uint8_t hdr[VIRTIO_NET_HDR_SIZE])
+/* The frame's length when the chain's shape is one the device takes, else 0. */
+static size_t tx_frame_len(const struct virtq_elem *e)
 {
     if (e->in_count || e->out_bytes < VIRTIO_NET_HDR_SIZE + NET_FRAME_MIN ||
         e->out_bytes > VIRTIO_NET_HDR_SIZE + NET_FRAME_MAX)
         return 0;
-    virtq_read(e, 0, hdr, VIRTIO_NET_HDR_SIZE);
-    /* Only NEEDS_CSUM, and only once negotiated; no segmentation was offered (gso_type 0).
-     * hdr_len and gso_size mean nothing without GSO, num_buffers nothing on transmit. */
-    uint8_t allowed = virtio_has_feature(&net->dev, VIRTIO_NET_F_CSUM) ? HDR_F_NEEDS_CSUM : 0;
-    if ((hdr[0] & ~allowed) || hdr[1] != 0)
-        return 0;
     return e->out_bytes - VIRTIO_NET_HDR_SIZE;
+}
+
+/* Whether the device takes a bare-frame backend's transmit header: only NEEDS_CSUM, and only
+ * once negotiated; no segmentation was offered (gso_type 0). hdr_len and gso_size mean
+ * nothing without GSO, num_buffers nothing on transmit. */
+static bool tx_hdr_plain_ok(const struct virtio_net *net, const uint8_t *hdr)
+{
+    uint8_t allowed = virtio_has_feature(&net->dev, VIRTIO_NET_F_CSUM) ? HDR_F_NEEDS_CSUM : 0;
+    return !(hdr[0] & ~allowed) && hdr[1] == 0;
+}
+
+static unsigned feature_offload(const struct virtio_device *dev, unsigned bit, unsigned off)
+{
+    return virtio_has_feature(dev, bit) ? off : 0;
+}
+
+/* The offloads the driver accepted for its transmit side. */
+static unsigned tx_offloads(const struct virtio_device *dev)
+{
+    return feature_offload(dev, VIRTIO_NET_F_CSUM, NET_OFFLOAD_CSUM) |
+           feature_offload(dev, VIRTIO_NET_F_HOST_TSO4, NET_OFFLOAD_TSO4) |
+           feature_offload(dev, VIRTIO_NET_F_HOST_TSO6, NET_OFFLOAD_TSO6) |
+           feature_offload(dev, VIRTIO_NET_F_HOST_ECN, NET_OFFLOAD_ECN);
+}
+
+/* The offloads the driver accepted for its receive side (none without the checksum one, as
+ * TUNSETOFFLOAD also has it). */
+static unsigned rx_offloads(const struct virtio_device *dev)
+{
+    if (!virtio_has_feature(dev, VIRTIO_NET_F_GUEST_CSUM))
+        return 0;
+    return NET_OFFLOAD_CSUM | feature_offload(dev, VIRTIO_NET_F_GUEST_TSO4, NET_OFFLOAD_TSO4) |
+           feature_offload(dev, VIRTIO_NET_F_GUEST_TSO6, NET_OFFLOAD_TSO6) |
+           feature_offload(dev, VIRTIO_NET_F_GUEST_ECN, NET_OFFLOAD_ECN);
 }
 
 /* The Internet checksum (RFC 1071) of p[0, len), folded but not complemented. */
@@ -123,18 +161,41 @@ bool virtio_net_complete_csum(uint8_t *frame, size_t len, uint16_t start, uint16
     return true;
 }
 
+/* A bare-frame backend's frame into net->frame, its checksum completed: its length, or 0. */
+static size_t tx_plain(struct virtio_net *net, const struct virtq_elem *e, size_t len)
+{
+    uint8_t hdr[VIRTIO_NET_HDR_SIZE];
+    virtq_read(e, 0, hdr, VIRTIO_NET_HDR_SIZE);
+    if (!tx_hdr_plain_ok(net, hdr))
+        return 0;
+    virtq_read(e, VIRTIO_NET_HDR_SIZE, net->frame, len);
+    if ((hdr[0] & HDR_F_NEEDS_CSUM) &&
+        !virtio_net_complete_csum(net->frame, len, le16(hdr + HDR_CSUM_START),
+                                  le16(hdr + HDR_CSUM_OFFSET)))
+        return 0;
+    return len;
+}
+
+/* A vnet_hdr backend's header and frame into net->frame, the header checked (the copy's, as
+ * the guest may rewrite its own) and left to the backend to act on: their length, or 0.
+ * DATA_VALID is the device's to set (virtio 1.2, 5.1.6.2); num_buffers is cleared. */
+static size_t tx_vnet(struct virtio_net *net, const struct virtq_elem *e, size_t len)
+{
+    uint8_t *hdr = net->frame;
+    virtq_read(e, 0, net->frame, VIRTIO_NET_HDR_SIZE + len);
+    unsigned allowed = tx_offloads(&net->dev) & net->backend->offloads;
+    if ((hdr[0] & HDR_F_DATA_VALID) || !net_vnet_hdr_valid(hdr, len, allowed))
+        return 0;
+    hdr[HDR_NUM_BUFFERS] = hdr[HDR_NUM_BUFFERS + 1] = 0;
+    return VIRTIO_NET_HDR_SIZE + len;
+}
+
 static void transmit_one(struct virtio_net *net)
 {
     struct virtq_elem *e = &net->tx_elem;
-    uint8_t hdr[VIRTIO_NET_HDR_SIZE];
-    size_t len = tx_frame_len(net, e, hdr);
-    if (len) {
-        virtq_read(e, VIRTIO_NET_HDR_SIZE, net->frame, len);
-        if ((hdr[0] & HDR_F_NEEDS_CSUM) &&
-            !virtio_net_complete_csum(net->frame, len, le16(hdr + HDR_CSUM_START),
-                                      le16(hdr + HDR_CSUM_OFFSET)))
-            len = 0;
-    }
+    size_t len = tx_frame_len(e);
+    if (len)
+        len = net->backend->vnet_hdr ? tx_vnet(net, e, len) : tx_plain(net, e, len);
     if (!len)
         net->stats.tx_bad++;
     virtq_push(&net->dev.queues[NET_TXQ], e->head, 0);
@@ -208,12 +269,9 @@ static unsigned max_chains(const struct virtio_net *net)
 }
 
 /* Takes and fills chains until the frame is in; n is how many were taken. */
-static enum place_result fill_chains(struct virtio_net *net, const uint8_t *frame, size_t len,
-                                     unsigned *n)
+static enum place_result fill_chains(struct virtio_net *net, const uint8_t *hdr,
+                                     const uint8_t *frame, size_t len, unsigned *n)
 {
-    uint8_t hdr[VIRTIO_NET_HDR_SIZE] = {0};
-    if (virtio_has_feature(&net->dev, VIRTIO_NET_F_GUEST_CSUM))
-        hdr[0] = HDR_F_DATA_VALID; /* offered only when the backend built the frame */
     size_t total = VIRTIO_NET_HDR_SIZE + len, off = 0;
     unsigned limit = max_chains(net);
     while (off < total) {
@@ -234,10 +292,11 @@ static enum place_result fill_chains(struct virtio_net *net, const uint8_t *fram
     return PLACED;
 }
 
-static enum place_result place_frame(struct virtio_net *net, const uint8_t *frame, size_t len)
+static enum place_result place_frame(struct virtio_net *net, const uint8_t *hdr,
+                                     const uint8_t *frame, size_t len)
 {
     unsigned n = 0;
-    enum place_result res = fill_chains(net, frame, len, &n);
+    enum place_result res = fill_chains(net, hdr, frame, len, &n);
     if (res != PLACED) {
         if (res != BROKEN)
             unpop_rx(net, n);
@@ -252,6 +311,29 @@ static enum place_result place_frame(struct virtio_net *net, const uint8_t *fram
     return PLACED;
 }
 
+/* The guest's header for a frame from the backend, in hdr; false when it must be dropped.
+ * A bare-frame backend's frames get a zero one (DATA_VALID when GUEST_CSUM was offered, which
+ * is only when the backend built them). A vnet_hdr backend's header is taken off the frame
+ * and checked against what the driver accepted: the backend was told, but a frame read
+ * before may have waited in its queue. DATA_VALID goes on only under GUEST_CSUM. */
+static bool rx_header(const struct virtio_net *net, const uint8_t **frame, size_t *len,
+                      uint8_t hdr[VIRTIO_NET_HDR_SIZE])
+{
+    bool guest_csum = virtio_has_feature(&net->dev, VIRTIO_NET_F_GUEST_CSUM);
+    memset(hdr, 0, VIRTIO_NET_HDR_SIZE);
+    if (!net->backend->vnet_hdr) {
+        hdr[0] = guest_csum ? HDR_F_DATA_VALID : 0;
+        return true;
+    }
+    /* net_backend_deliver passes nothing shorter than the header and an Ethernet header. */
+    memcpy(hdr, *frame, HDR_NUM_BUFFERS); /* num_buffers is the device's */
+    *frame += VIRTIO_NET_HDR_SIZE;
+    *len -= VIRTIO_NET_HDR_SIZE;
+    if (!guest_csum)
+        hdr[0] &= (uint8_t)~HDR_F_DATA_VALID;
+    return net_vnet_hdr_valid(hdr, *len, rx_offloads(&net->dev));
+}
+
 /* The backend's receiver. Before the driver is ready, frames are dropped (consumed): nothing
  * the guest has not asked for yet is worth keeping. */
 static bool receive(void *opaque, const uint8_t *frame, size_t len)
@@ -259,7 +341,12 @@ static bool receive(void *opaque, const uint8_t *frame, size_t len)
     struct virtio_net *net = opaque;
     if (!queue_usable(net, NET_RXQ))
         return true;
-    switch (place_frame(net, frame, len)) {
+    uint8_t hdr[VIRTIO_NET_HDR_SIZE];
+    if (!rx_header(net, &frame, &len, hdr)) {
+        net->stats.rx_bad++;
+        return true;
+    }
+    switch (place_frame(net, hdr, frame, len)) {
     case NO_ROOM:
         return false;
     case DROPPED:
@@ -307,6 +394,7 @@ static void net_activate(struct virtio_device *dev)
 {
     struct virtio_net *net = to_net(dev);
     net->active = true;
+    net_backend_set_rx_offloads(net->backend, rx_offloads(dev));
     if (queue_usable(net, NET_TXQ))
         transmit(net);
     if (queue_usable(net, NET_RXQ))
@@ -320,6 +408,8 @@ static void net_reset(struct virtio_device *dev)
     net->active = false;
     net->broken = false;
     net_backend_rx_purge(net->backend);
+    /* The next driver may accept less; until it is ready nothing reaches it anyway. */
+    net_backend_set_rx_offloads(net->backend, 0);
 }
 
 static void net_destroy(struct virtio_device *dev)
@@ -337,11 +427,36 @@ static const struct virtio_device_ops net_ops = {
     .destroy = net_destroy,
 };
 
-/* The features the backend can take (see the top of this file). */
+static uint64_t offload_feature(unsigned offloads, unsigned off, unsigned bit)
+{
+    return (offloads & off) ? 1ULL << bit : 0;
+}
+
+/* A vnet_hdr backend's offloads as features; all need the checksum one (virtio 1.2, 5.1.3.1),
+ * and those towards the guest a backend that can be told which were accepted. */
+static uint64_t passthrough_features(const struct net_backend *be)
+{
+    unsigned o = be->vnet_hdr && (be->offloads & NET_OFFLOAD_CSUM) ? be->offloads : 0;
+    unsigned tso = o & (NET_OFFLOAD_TSO4 | NET_OFFLOAD_TSO6);
+    uint64_t host = offload_feature(o, NET_OFFLOAD_TSO4, VIRTIO_NET_F_HOST_TSO4) |
+                    offload_feature(o, NET_OFFLOAD_TSO6, VIRTIO_NET_F_HOST_TSO6) |
+                    offload_feature(tso ? o : 0, NET_OFFLOAD_ECN, VIRTIO_NET_F_HOST_ECN);
+    if (!o || !be->ops->set_rx_offloads)
+        return host;
+    return host | 1ULL << VIRTIO_NET_F_GUEST_CSUM |
+           offload_feature(o, NET_OFFLOAD_TSO4, VIRTIO_NET_F_GUEST_TSO4) |
+           offload_feature(o, NET_OFFLOAD_TSO6, VIRTIO_NET_F_GUEST_TSO6) |
+           offload_feature(tso ? o : 0, NET_OFFLOAD_ECN, VIRTIO_NET_F_GUEST_ECN);
+}
+
+/* The features the backend can take (see the top of this file). CSUM is always offered: for a
+ * bare-frame backend it is completed here; a vnet_hdr backend is expected to take it (a tap
+ * does), else frames that ask for it are refused. */
 static uint64_t offered_features(const struct net_backend *be)
 {
     uint64_t f = 1ULL << VIRTIO_NET_F_MAC | 1ULL << VIRTIO_NET_F_MRG_RXBUF |
-                 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CSUM;
+                 1ULL << VIRTIO_NET_F_STATUS | 1ULL << VIRTIO_NET_F_CSUM |
+                 passthrough_features(be);
     if (be->rx_csum_valid)
         f |= 1ULL << VIRTIO_NET_F_GUEST_CSUM;
     if (be->mtu)

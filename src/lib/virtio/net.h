@@ -5,7 +5,9 @@
  * (the address is fixed at creation: the caller keeps it stable per VM), STATUS (the link is
  * always up), MRG_RXBUF (a frame may span several receive buffers), CSUM (partial checksums
  * are completed here), and, as the backend allows, GUEST_CSUM (its frames need no checking)
- * and MTU (its link MTU, up to 64 KiB). No segmentation offload (see net.c).
+ * and MTU (its link MTU, up to 64 KiB). For a backend that carries virtio-net headers (a tap)
+ * CSUM, HOST_TSO4/6/ECN and GUEST_CSUM/TSO4/TSO6/ECN as it takes them, headers passed through
+ * after checking (see net.c).
  *
  * Guest frames are hostile: a transmit chain shorter than the 12-byte header plus an Ethernet
  * header, longer than the header plus NET_FRAME_MAX, with device-writable buffers, or asking
@@ -32,6 +34,12 @@
 #define VIRTIO_NET_F_GUEST_CSUM 1
 #define VIRTIO_NET_F_MTU 3
 #define VIRTIO_NET_F_MAC 5
+#define VIRTIO_NET_F_GUEST_TSO4 7
+#define VIRTIO_NET_F_GUEST_TSO6 8
+#define VIRTIO_NET_F_GUEST_ECN 9
+#define VIRTIO_NET_F_HOST_TSO4 11
+#define VIRTIO_NET_F_HOST_TSO6 12
+#define VIRTIO_NET_F_HOST_ECN 13
 #define VIRTIO_NET_F_MRG_RXBUF 15
 #define VIRTIO_NET_F_STATUS 16
 
@@ -43,7 +51,8 @@
 
 struct virtio_net_stats {
     uint64_t tx_bad;    /* transmit chains refused (sizes, layout, offload flags, csum offsets) */
-    uint64_t rx_bad;    /* receive buffers too small for a header, returned empty */
+    uint64_t rx_bad;    /* receive buffers too small for a header, returned empty, and
+                         * backend headers claiming offloads the driver did not accept */
     uint64_t rx_toobig; /* frames no set of posted buffers could ever hold, dropped */
 };
 

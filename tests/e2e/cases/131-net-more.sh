@@ -8,7 +8,10 @@
 #   command it pings and fetches from the host side of the tap; a missing device, one that is
 #   not a TAP, one another program holds and one this user may not attach each fail before
 #   boot with one line (125; 2 without a command); a tap owned by the user and a multi-queue
-#   tap attach.
+#   tap attach. Offloads pass through a tap: the guest negotiates CSUM/GUEST_CSUM and
+#   TSO4/6/ECN both ways (its virtio features), a 4 MiB file crosses the tap each way intact
+#   (wget from the host, nc to the host), and the frames it went in averaged more than a
+#   1514-byte Ethernet frame each way: TSO frames went through whole, not cut into MTU frames.
 # Needs root (TAP devices; tapctl makes them, since busybox has no `ip tuntap`). Nothing leaves
 # this machine: the tap's network is 10.9.0.0/24 on this host only. In direct mode this runs on
 # the host itself: it makes (and removes) taps named cove-*PID with 10.9.0.1/24, serves DNS on
@@ -120,6 +123,63 @@ if "$TAPCTL" add "$tap" --user 0 && ip addr add 10.9.0.1/24 dev "$tap" && ip lin
         has_line "$WORK/tap.out" "hello-over-the-net-$$" ||
             { fail "tap: the host's page did not arrive across the tap"; show "$WORK/tap.out"; }
     fi
+
+    # Offloads: large frames both ways, the bytes intact.
+    head -c 4194304 /dev/urandom > "$WORK/www/big.bin"
+    want=$(sha256sum < "$WORK/www/big.bin" | cut -d' ' -f1)
+    nport=$((port + 2))
+    cat > "$WORK/netbin/tso.sh" <<EOF
+#!/bin/sh
+# The net device's negotiated features (bit i is character i+1), then the interface's counters
+# around a download and an upload of big.bin.
+for d in /sys/bus/virtio/devices/*; do
+    [ "\$(cat \$d/device)" = 0x0001 ] && echo "features=\$(cat \$d/features)"
+done
+st() { s=/sys/class/net/eth0/statistics
+       echo "\$1 \$(cat \$s/rx_bytes) \$(cat \$s/rx_packets) \$(cat \$s/tx_bytes) \$(cat \$s/tx_packets)"; }
+ip addr add 10.9.0.2/24 dev eth0 || exit 1
+st s0
+echo "down=\$(wget -q -O- http://10.9.0.1:$port/big.bin | sha256sum | cut -d' ' -f1)"
+st s1
+nc 10.9.0.1 $nport < /www/big.bin; echo "up=\$?"
+st s2
+EOF
+    rm -f "$WORK/nc.in" && mkfifo "$WORK/nc.in"
+    busybox nc -l -p "$nport" < "$WORK/nc.in" > "$WORK/up.bin" &
+    ncl=$!
+    exec 9> "$WORK/nc.in" # a writer, so the listener's input does not end before the guest's
+    exec_run taptso --net "tap:$tap" --share "$WORK/netbin:/netbin:ro" \
+        --share "$WORK/www:/www:ro" -- sh /netbin/tso.sh
+    # The listener ends with the guest's connection; on its input's end it would stop early.
+    for _ in 1 2 3 4 5 6 7 8 9 10; do kill -0 "$ncl" 2>/dev/null || break; sleep 1; done
+    exec 9>&-
+    if expect_status taptso 0; then
+        feat=$(tr -d '\r' < "$WORK/taptso.out" | sed -n 's/^features=//p')
+        # CSUM 0, GUEST_CSUM 1, GUEST_TSO4 7, GUEST_TSO6 8, GUEST_ECN 9, HOST_TSO4 11,
+        # HOST_TSO6 12, HOST_ECN 13, MRG_RXBUF 15
+        for bit in 0 1 7 8 9 11 12 13 15; do
+            [ "$(printf %s "$feat" | cut -c $((bit + 1)))" = 1 ] ||
+                fail "taptso: feature bit $bit not negotiated (features=$feat)"
+        done
+        has_line "$WORK/taptso.out" "down=$want" ||
+            { fail "taptso: the download arrived changed"; show "$WORK/taptso.out"; }
+        has_line "$WORK/taptso.out" "up=0" || { fail "taptso: the upload failed"; show "$WORK/taptso.out"; }
+        # Bytes per frame over the download (received) and the upload (sent).
+        tr -d '\r' < "$WORK/taptso.out" | awk '
+            $1 ~ /^s[012]$/ { rb[$1] = $2; rp[$1] = $3; tb[$1] = $4; tp[$1] = $5 }
+            END { rx = (rb["s1"] - rb["s0"]) / (rp["s1"] - rp["s0"] + 0.0001)
+                  tx = (tb["s2"] - tb["s1"]) / (tp["s2"] - tp["s1"] + 0.0001)
+                  printf "rx %d bytes/frame in the download, tx %d in the upload\n", rx, tx
+                  exit !(rx > 1514 && tx > 1514) }' > "$WORK/tso.avg"
+        avg_ok=$?
+        note "taptso: $(cat "$WORK/tso.avg")"
+        [ "$avg_ok" -eq 0 ] ||
+            { fail "taptso: frames no larger than the MTU: no TSO through the tap"; show "$WORK/taptso.out"; }
+    fi
+    kill "$ncl" 2>/dev/null
+    wait "$ncl" 2>/dev/null
+    cmp -s "$WORK/www/big.bin" "$WORK/up.bin" ||
+        fail "taptso: the upload arrived changed ($(wc -c < "$WORK/up.bin") bytes)"
 
     # Held by another program: busy, before boot.
     "$TAPCTL" hold "$tap" 60 > "$WORK/hold.out" 2>&1 &
