@@ -417,19 +417,28 @@ static void test_tx_csum_hostile_headers(void **state)
     negotiate_csum(b);
     static uint8_t f[NET_FRAME_MAX];
     uint32_t len = (uint32_t)ip_frame(f, 6, 40);
-    post_tx_hdr(b, 1, 0, 13, 16, f, len);                  /* start in the Ethernet header */
-    post_tx_hdr(b, 1, 0, (uint16_t)len, 0, f, len);        /* start at the end */
-    post_tx_hdr(b, 1, 0, (uint16_t)(len - 1), 0, f, len);  /* one byte left for the field */
-    post_tx_hdr(b, 1, 0, ETH + IPH, 39, f, len);           /* field half outside */
-    post_tx_hdr(b, 1, 0, ETH + IPH, 0xffff, f, len);       /* offset wraps */
-    post_tx_hdr(b, 1, 0, 0xffff, 0xffff, f, len);
-    post_tx_hdr(b, 1 | 4, 0, ETH + IPH, 16, f, len);       /* an unknown flag (RSC_INFO) */
-    post_tx_hdr(b, 2, 0, ETH + IPH, 16, f, len);           /* DATA_VALID is receive-only */
-    post_tx_hdr(b, 1, 1, ETH + IPH, 16, f, len);           /* GSO_TCPV4, not offered */
-    post_tx_hdr(b, 1, 0x80, ETH + IPH, 16, f, len);        /* GSO_ECN */
-    kick(b, TXQ);
+    const struct {
+        uint8_t flags, gso;
+        uint16_t start, offset;
+    } bad[] = {
+        {1, 0, 13, 16},                          /* start in the Ethernet header */
+        {1, 0, (uint16_t)len, 0},                /* start at the end */
+        {1, 0, (uint16_t)(len - 1), 0},          /* one byte left for the field */
+        {1, 0, ETH + IPH, 39},                   /* field half outside */
+        {1, 0, ETH + IPH, 0xffff},               /* offset wraps */
+        {1, 0, 0xffff, 0xffff},
+        {1 | 4, 0, ETH + IPH, 16},               /* an unknown flag (RSC_INFO) */
+        {2, 0, ETH + IPH, 16},                   /* DATA_VALID is receive-only */
+        {1, 1, ETH + IPH, 16},                   /* GSO_TCPV4, not offered */
+        {1, 0x80, ETH + IPH, 16},                /* GSO_ECN */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        /* One at a time: ten two-descriptor chains would wrap the ring before the kick. */
+        post_tx_hdr(b, bad[i].flags, bad[i].gso, bad[i].start, bad[i].offset, f, len);
+        kick(b, TXQ);
+        assert_int_equal(virtio_net_stats(b->dev)->tx_bad, i + 1);
+    }
     assert_int_equal(b->fb->sent, 0);
-    assert_int_equal(virtio_net_stats(b->dev)->tx_bad, 10);
     assert_int_equal(fake_used_idx(&b->ring[TXQ]), 10);
     assert_int_equal(b->t.needs_reset, 0);
     /* The last place the field fits is taken. */

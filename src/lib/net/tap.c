@@ -9,7 +9,6 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 _Static_assert(NET_TAP_VNET_HDR_SIZE == NET_VNET_HDR_SIZE, "one header layout");
