@@ -22,13 +22,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "io_loop.h"
+#include "loop_thread.h"
 #include "net/slirp.h"
 #include "test_net_frames.h"
 
@@ -36,14 +35,10 @@
 #define WAIT_MS 3000
 
 struct harness {
-    struct io_loop *loop;
-    pthread_t thread;
-    int call_fd;
+    struct loop_thread io; /* the I/O thread; io.loop is the backend's loop */
     pthread_mutex_t lock;
-    pthread_cond_t cond;
-    void (*fn)(struct harness *h, void *arg); /* a call waiting for the I/O thread */
+    void (*fn)(struct harness *h, void *arg); /* the call on the I/O thread */
     void *arg;
-    bool done;
     struct net_backend *be;
     /* Frames the backend delivered, under lock. */
     uint8_t frames[MAX_FRAMES][FRAME_BUF];
@@ -53,30 +48,18 @@ struct harness {
 
 /* ---- Running things on the I/O thread. ---- */
 
-static void on_call(void *opaque, uint32_t events)
+static void call_trampoline(void *opaque)
 {
-    (void)events;
     struct harness *h = opaque;
-    uint64_t n;
-    assert_int_equal(read(h->call_fd, &n, sizeof(n)), sizeof(n));
     h->fn(h, h->arg);
-    pthread_mutex_lock(&h->lock);
-    h->done = true;
-    pthread_cond_broadcast(&h->cond);
-    pthread_mutex_unlock(&h->lock);
 }
 
+/* Runs fn on the I/O thread, as everything touching the backend must. */
 static void run_on_loop(struct harness *h, void (*fn)(struct harness *, void *), void *arg)
 {
-    pthread_mutex_lock(&h->lock);
     h->fn = fn;
     h->arg = arg;
-    h->done = false;
-    uint64_t one = 1;
-    assert_int_equal(write(h->call_fd, &one, sizeof(one)), sizeof(one));
-    while (!h->done)
-        pthread_cond_wait(&h->cond, &h->lock);
-    pthread_mutex_unlock(&h->lock);
+    loop_thread_call(&h->io, call_trampoline, h);
 }
 
 static bool receive(void *opaque, const uint8_t *frame, size_t len)
@@ -91,24 +74,12 @@ static bool receive(void *opaque, const uint8_t *frame, size_t len)
     return true;
 }
 
-static void *loop_thread(void *arg)
-{
-    io_loop_run(arg);
-    return NULL;
-}
-
 static int setup(void **state)
 {
     struct harness *h = calloc(1, sizeof(*h));
     assert_non_null(h);
-    h->loop = io_loop_new();
-    assert_non_null(h->loop);
-    h->call_fd = eventfd(0, EFD_CLOEXEC);
-    assert_true(h->call_fd >= 0);
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->cond, NULL);
-    assert_int_equal(io_loop_add(h->loop, h->call_fd, EPOLLIN, on_call, h), 0);
-    assert_int_equal(pthread_create(&h->thread, NULL, loop_thread, h->loop), 0);
+    loop_thread_start(&h->io);
     *state = h;
     return 0;
 }
@@ -125,10 +96,8 @@ static int teardown(void **state)
     struct harness *h = *state;
     if (h->be)
         run_on_loop(h, destroy_backend, NULL);
-    io_loop_stop(h->loop);
-    pthread_join(h->thread, NULL);
-    io_loop_free(h->loop);
-    close(h->call_fd);
+    loop_thread_stop(&h->io);
+    pthread_mutex_destroy(&h->lock);
     free(h);
     return 0;
 }
@@ -143,7 +112,7 @@ struct create_args {
 static void do_create(struct harness *h, void *arg)
 {
     struct create_args *a = arg;
-    h->be = net_slirp_new(h->loop, &a->config, a->error, sizeof(a->error));
+    h->be = net_slirp_new(h->io.loop, &a->config, a->error, sizeof(a->error));
     if (h->be)
         net_backend_set_receiver(h->be, receive, h);
 }

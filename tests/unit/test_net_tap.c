@@ -21,29 +21,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "io_loop.h"
+#include "loop_thread.h"
 #include "net/tap.h"
 
 #define MAX_FRAMES 64
 #define HDR NET_TAP_VNET_HDR_SIZE
 
 struct harness {
-    struct io_loop *loop;
-    pthread_t thread;
-    int call_fd;
+    struct loop_thread io; /* the I/O thread; io.loop is the backend's loop */
     int peer; /* the "kernel" side of the tap */
     pthread_mutex_t lock;
-    void (*fn)(struct harness *h, void *arg);
+    void (*fn)(struct harness *h, void *arg); /* the call on the I/O thread */
     void *arg;
-    bool done;
-    pthread_cond_t cond;
     struct net_backend *be;
     bool accept; /* whether the receiver has room */
     uint8_t frames[MAX_FRAMES][128];
@@ -51,31 +46,18 @@ struct harness {
     unsigned count;
 };
 
-static void on_call(void *opaque, uint32_t events)
+static void call_trampoline(void *opaque)
 {
-    (void)events;
     struct harness *h = opaque;
-    uint64_t n;
-    assert_int_equal(read(h->call_fd, &n, sizeof(n)), sizeof(n));
     h->fn(h, h->arg);
-    pthread_mutex_lock(&h->lock);
-    h->done = true;
-    pthread_cond_broadcast(&h->cond);
-    pthread_mutex_unlock(&h->lock);
 }
 
 /* Runs fn on the I/O thread, as everything touching the backend must. */
 static void on_loop(struct harness *h, void (*fn)(struct harness *, void *), void *arg)
 {
-    pthread_mutex_lock(&h->lock);
     h->fn = fn;
     h->arg = arg;
-    h->done = false;
-    uint64_t one = 1;
-    assert_int_equal(write(h->call_fd, &one, sizeof(one)), sizeof(one));
-    while (!h->done)
-        pthread_cond_wait(&h->cond, &h->lock);
-    pthread_mutex_unlock(&h->lock);
+    loop_thread_call(&h->io, call_trampoline, h);
 }
 
 static bool receive(void *opaque, const uint8_t *frame, size_t len)
@@ -92,18 +74,12 @@ static bool receive(void *opaque, const uint8_t *frame, size_t len)
     return ok;
 }
 
-static void *loop_thread(void *arg)
-{
-    io_loop_run(arg);
-    return NULL;
-}
-
 static bool vnet_arg;
 
 static void do_create(struct harness *h, void *arg)
 {
     int fd = *(int *)arg;
-    h->be = net_tap_new_fd(h->loop, fd, vnet_arg);
+    h->be = net_tap_new_fd(h->io.loop, fd, vnet_arg);
     assert_non_null(h->be);
     net_backend_set_receiver(h->be, receive, h);
 }
@@ -112,13 +88,9 @@ static int setup_with(void **state, bool vnet_hdr)
 {
     struct harness *h = calloc(1, sizeof(*h));
     assert_non_null(h);
-    h->loop = io_loop_new();
-    h->call_fd = eventfd(0, EFD_CLOEXEC);
     h->accept = true;
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->cond, NULL);
-    assert_int_equal(io_loop_add(h->loop, h->call_fd, EPOLLIN, on_call, h), 0);
-    assert_int_equal(pthread_create(&h->thread, NULL, loop_thread, h->loop), 0);
+    loop_thread_start(&h->io);
     int sv[2];
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     h->peer = sv[1];
@@ -142,10 +114,8 @@ static int teardown(void **state)
 {
     struct harness *h = *state;
     on_loop(h, do_free, NULL);
-    io_loop_stop(h->loop);
-    pthread_join(h->thread, NULL);
-    io_loop_free(h->loop);
-    close(h->call_fd);
+    loop_thread_stop(&h->io);
+    pthread_mutex_destroy(&h->lock);
     if (h->peer >= 0)
         close(h->peer);
     free(h);
