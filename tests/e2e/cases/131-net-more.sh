@@ -210,10 +210,13 @@ EOF
         has_line_prefix "$WORK/tapperm.err" "cove: tap '$tap': permission denied: attaching needs CAP_NET_ADMIN" ||
             { fail "tapperm: no one-line reason"; show "$WORK/tapperm.err"; }
     fi
+    # eth0 exists and the agent set IFF_UP. Not operstate: that follows the carrier through
+    # the kernel's link watch, which may still say "down" for a moment after the link is up.
+    eth0_up='flags=$(cat /sys/class/net/eth0/flags) && [ $((flags & 1)) = 1 ] && echo up'
     owned=cove-own$$
     if "$TAPCTL" add "$owned" --user 1000; then
         timeout "$COVE_RUN_TIMEOUT" "$TAPCTL" as 1000 1000 "$COVE" run --kernel "$KERNEL" \
-            --initrd "$INITRD" --memory 256M --net "tap:$owned" -- cat /sys/class/net/eth0/operstate \
+            --initrd "$INITRD" --memory 256M --net "tap:$owned" -- sh -c "$eth0_up" \
             > "$WORK/tapown.out" 2> "$WORK/tapown.err" < /dev/null
         rc=$?
         note "tapown: status $rc"
@@ -231,7 +234,7 @@ fi
 
 mq=cove-mq$$
 if "$TAPCTL" add "$mq" --multi-queue; then
-    exec_run tapmq --net "tap:$mq" -- cat /sys/class/net/eth0/operstate
+    exec_run tapmq --net "tap:$mq" -- sh -c "$eth0_up"
     expect_status tapmq 0 && { has_line "$WORK/tapmq.out" up || { fail "tapmq: no eth0"; show "$WORK/tapmq.out"; }; }
     "$TAPCTL" del "$mq" || fail "tapmq: could not remove $mq"
 else
