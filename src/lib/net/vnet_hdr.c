@@ -8,8 +8,7 @@ static bool csum_ok(const uint8_t *hdr, size_t len, unsigned offloads)
         return true;
     size_t start = net_vnet_get16(hdr, NET_VNET_CSUM_START);
     size_t offset = net_vnet_get16(hdr, NET_VNET_CSUM_OFFSET);
-    return (offloads & NET_OFFLOAD_CSUM) && start >= NET_ETH_HLEN && start < len &&
-           len - start >= 2 && offset <= len - start - 2;
+    return (offloads & NET_OFFLOAD_CSUM) && net_csum_field_fits(len, start, offset);
 }
 
 /* The offload a gso_type (ECN bit aside) needs, or 0 for one never accepted. */

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "net/policy.h" /* NET_ETH_HLEN */
+
 /* flags, gso_type, hdr_len, gso_size, csum_start, csum_offset, num_buffers (each le16). */
 #define NET_VNET_HDR_SIZE 12
 #define NET_VNET_HDR_LEN 2
@@ -35,6 +37,14 @@
 #define NET_OFFLOAD_TSO4 0x02u
 #define NET_OFFLOAD_TSO6 0x04u
 #define NET_OFFLOAD_ECN 0x08u
+
+/* Whether a checksum field at csum_start + csum_offset of a frame of len bytes lies past the
+ * Ethernet header and wholly inside the frame: the one bounds rule for the field,
+ * whether the device completes the checksum or a backend is trusted to. */
+static inline bool net_csum_field_fits(size_t len, size_t start, size_t offset)
+{
+    return start >= NET_ETH_HLEN && start < len && len - start >= 2 && offset <= len - start - 2;
+}
 
 /*
  * Whether the header in front of a frame of len bytes (the header not counted) asks only for

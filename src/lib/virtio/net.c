@@ -151,7 +151,7 @@ static uint16_t csum_sum(const uint8_t *p, size_t len)
  * equal in one's complement, since 0 means "no checksum" to UDP. */
 bool virtio_net_complete_csum(uint8_t *frame, size_t len, uint16_t start, uint16_t offset)
 {
-    if (start < NET_ETH_HLEN || start >= len || len - start < 2 || offset > len - start - 2)
+    if (!net_csum_field_fits(len, start, offset))
         return false;
     uint16_t sum = (uint16_t)~csum_sum(frame + start, len - start);
     if (sum == 0)
