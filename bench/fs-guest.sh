@@ -7,8 +7,8 @@
 # KIND is how DIR is reached:
 #   virtiofs      cove's share, already mounted on DIR by cove-agent (--share HOST:DIR),
 #                 which sets its read-ahead to 1 MiB
-#   virtiofs-ra128  the same with the read-ahead put back to Linux's default for a FUSE
-#                 mount, 128 KiB (what cove-agent left before)
+#   virtiofs-raN  the same with the read-ahead set to N KiB (128: Linux's default for a
+#                 FUSE mount, what cove-agent left before)
 #   9p-CACHE      QEMU's virtio-9p, tag "share", mounted here with
 #                 -o trans=virtio,version=9p2000.L,msize=512000,cache=CACHE
 #                 (512000 is the most this kernel's virtio transport takes: 125 pages)
@@ -46,9 +46,10 @@ case $kind in
         mount -t 9p -o "trans=virtio,version=9p2000.L,msize=512000,cache=${kind#9p-}" share "$dir" ||
             { err "mount -t 9p failed"; exit 1; } ;;
     virtiofs|native) ;;
-    virtiofs-ra128)
+    virtiofs-ra*)
         majmin=$(awk -v d="$dir" '$5 == d { print $3 }' /proc/self/mountinfo)
-        echo 128 > "/sys/class/bdi/$majmin/read_ahead_kb" || { err "cannot set the read-ahead"; exit 1; } ;;
+        echo "${kind#virtiofs-ra}" > "/sys/class/bdi/$majmin/read_ahead_kb" ||
+            { err "cannot set the read-ahead"; exit 1; } ;;
     *) err "unknown kind '$kind'"; exit 1 ;;
 esac
 mounted=$(awk -v d="$dir" '$2 == d' /proc/mounts)

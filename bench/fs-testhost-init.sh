@@ -13,7 +13,8 @@
 # bench/fs-guest.sh in $W/share/run, which is checked here afterwards (the big file's size,
 # the small files' count, the tree's entries) and removed before the next run. The runs:
 #   cove           cove run --share $W/share:/mnt/share (virtio-fs, cove's FUSE server)
-#   cove-ra128     the same, the guest puts the share's read-ahead back to 128 KiB
+#   cove-never     the share with cache=never
+#   cove-raN       the default share, the guest sets its read-ahead to N KiB
 #   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on,pcie=on with -fsdev local,...,
 #                  security_model=passthrough -device virtio-9p-pci (cove's transport); the guest
 #                  mounts with cache=loose
@@ -35,10 +36,12 @@ mkdir -p "$SHARE"
 # vmm NAME CMDLINE: the VMM of run NAME booting the guest with CMDLINE.
 vmm() {
     case $1 in
-        cove|cove-ra128)
+        cove|cove-never|cove-ra*)
+            _mode=
+            [ "$1" = cove-never ] && _mode=:cache=never
             exec /bench/bin/cove run --kernel "$K" --initrd "$I" --cmdline "$2" \
                 --cpus 1 --memory "$MEMORY" --serial stdio --no-rng \
-                --share "$SHARE:/mnt/share" ;;
+                --share "$SHARE:/mnt/share$_mode" ;;
         qemu-9p-*)
             exec /usr/bin/qemu-system-x86_64 -M microvm,rtc=on,pcie=on,memory-backend=mem \
                 -accel kvm -cpu host -smp 1 -m "$MEMORY" \
@@ -58,8 +61,8 @@ now_ms() {
 # kind_of NAME: the first argument of fs-guest.sh for run NAME.
 kind_of() {
     case $1 in
-        cove) echo virtiofs ;;
-        cove-ra128) echo virtiofs-ra128 ;;
+        cove|cove-never) echo virtiofs ;;
+        cove-ra*) echo "virtiofs-${1#cove-}" ;;
         qemu-9p-*) echo "9p-${1#qemu-9p-}" ;;
         native) echo native ;;
     esac

@@ -9,8 +9,9 @@
 # counted) on one folder of the test host's tmpfs:
 #
 #   cove           cove run --share DIR:/mnt/share           virtio-fs over virtio-pci
-#   cove-ra128     the same with the share's read-ahead at Linux's FUSE default, 128 KiB
-#                  (cove-agent sets 1 MiB)
+#   cove-never     cove run --share DIR:/mnt/share:cache=never (direct I/O, nothing cached)
+#   cove-raN       the default share with its read-ahead set to N KiB by the guest
+#                  (cove-agent sets 1024; Linux's FUSE default is 128)
 #   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on,pcie=on -accel kvm
 #                  -fsdev local,path=DIR,security_model=passthrough
 #                  -device virtio-9p-pci; mounted msize=512000,cache=loose
@@ -64,8 +65,8 @@ for n in "$iterations" "$mib" "$files"; do
     case $n in ''|*[!0-9]*|0) echo "fs.sh: -n, --mib and --files take positive numbers" >&2; exit 2 ;; esac
 done
 for r in $runs; do
-    case $r in cove|cove-ra128|qemu-9p-loose|qemu-9p-none|native) ;;
-        *) echo "fs.sh: unknown run '$r' (cove, cove-ra128, qemu-9p-loose, qemu-9p-none, native)" >&2; exit 2 ;; esac
+    case $r in cove|cove-never|cove-ra[0-9]*|qemu-9p-loose|qemu-9p-none|native) ;;
+        *) echo "fs.sh: unknown run '$r' (cove, cove-never, cove-raN, qemu-9p-loose, qemu-9p-none, native)" >&2; exit 2 ;; esac
 done
 [ -z "$tree" ] || [ -d "$tree" ] || { echo "fs.sh: --tree '$tree' is not a directory" >&2; exit 2; }
 

@@ -140,6 +140,29 @@ const char *cove_config_share(const cove_config *config, size_t index, const cha
                               bool *read_only);
 
 /*
+ * What the guest may cache of a share, as virtiofsd's --cache:
+ * - AUTO (the default): names and attributes for 1 s; file data in the guest's page cache,
+ *   dropped at each open, so a file changed on the host is seen at its next open. Files opened
+ *   write-only go around the page cache (direct I/O).
+ * - NEVER: every open is direct I/O (reads and writes go straight between the host file and
+ *   the caller's buffer, one copy) and names and attributes are looked up again at each use:
+ *   host changes are seen at once. mmap(MAP_SHARED) of a share's files fails with ENODEV
+ *   (MAP_PRIVATE, as exec and the dynamic loader use, works).
+ * - ALWAYS: names and attributes for a day, file data kept across opens: fastest for trees the
+ *   host does not change while the VM runs (toolchains, read-only sources).
+ */
+typedef enum {
+    COVE_SHARE_CACHE_AUTO,
+    COVE_SHARE_CACHE_NEVER,
+    COVE_SHARE_CACHE_ALWAYS,
+} cove_share_cache;
+
+/* Sets share index's cache mode: 0, -ENOENT for no such share, -EINVAL for another value. */
+int cove_config_set_share_cache(cove_config *config, size_t index, cove_share_cache cache);
+/* Share index's cache mode (AUTO for no such share). */
+cove_share_cache cove_config_share_cache(const cove_config *config, size_t index);
+
+/*
  * Networking: a virtio-net device. COVE_NETWORK_NAT is user-mode NAT through libslirp, with
  * no root and no host set-up: the guest is 10.0.2.15/24, the host is reachable at 10.0.2.2
  * (its loopback), DNS at 10.0.2.3 (relayed to the host's resolver). COVE_POLICY_HOST_ONLY lets

@@ -1,5 +1,5 @@
 /*
- * --share HOST_DIR:GUEST_PATH[:ro]: a virtio-fs share in the configuration, and a
+ * --share HOST_DIR:GUEST_PATH[:ro][:cache=MODE]: a virtio-fs share in the configuration, and a
  * "cove.mount=TAG:GUEST_PATH[:ro]" word on the kernel command line, by which cove-agent mounts
  * it when the guest boots. Tags are made up here (share0, share1, ...): users name the mount
  * point, not the tag.
@@ -46,15 +46,59 @@ static int add_mount_word(struct run_options *opts, const char *tag, const char 
     return add_agent_word(opts, word);
 }
 
+/* The options after the guest path, each ":WORD". */
+struct share_options {
+    bool read_only;
+    cove_share_cache cache;
+};
+
+/* Takes one trailing ":WORD" off arg[0..*len) into *o: true if it was an option. */
+static bool take_share_option(const char *arg, size_t *len, struct share_options *o)
+{
+    static const struct {
+        const char *word;
+        int read_only; /* -1: not this option's business */
+        int cache;
+    } words[] = {
+        {"ro", 1, -1}, {"rw", 0, -1},
+        {"cache=auto", -1, COVE_SHARE_CACHE_AUTO},
+        {"cache=never", -1, COVE_SHARE_CACHE_NEVER},
+        {"cache=always", -1, COVE_SHARE_CACHE_ALWAYS},
+    };
+    const char *colon = memrchr(arg, ':', *len);
+    if (!colon)
+        return false;
+    size_t word_len = *len - (size_t)(colon + 1 - arg);
+    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
+        if (strlen(words[i].word) != word_len || memcmp(colon + 1, words[i].word, word_len))
+            continue;
+        if (words[i].read_only >= 0)
+            o->read_only = words[i].read_only;
+        if (words[i].cache >= 0)
+            o->cache = (cove_share_cache)words[i].cache;
+        *len = (size_t)(colon - arg);
+        return true;
+    }
+    return false;
+}
+
 int parse_share(cove_config *config, struct run_options *opts, const char *arg)
 {
     size_t len = strlen(arg);
-    bool read_only = len > 3 && strcmp(arg + len - 3, ":ro") == 0;
-    if (read_only || (len > 3 && strcmp(arg + len - 3, ":rw") == 0))
-        len -= 3;
+    struct share_options options = {.cache = COVE_SHARE_CACHE_AUTO};
+    while (take_share_option(arg, &len, &options))
+        ;
+    bool read_only = options.read_only;
     const char *colon = memrchr(arg, ':', len);
+    if (colon && strncmp(colon + 1, "cache=", 6) == 0) {
+        fprintf(stderr, "cove: --share '%s': unknown cache mode '%.*s': use cache=auto, never or "
+                "always\n", arg, (int)(len - (size_t)(colon + 7 - arg)), colon + 7);
+        return -1;
+    }
     if (!colon || colon == arg) {
-        fprintf(stderr, "cove: --share '%s': use HOST_DIR:GUEST_PATH[:ro]\n", arg);
+        fprintf(stderr,
+                "cove: --share '%s': use HOST_DIR:GUEST_PATH[:ro][:cache=auto|never|always]\n",
+                arg);
         return -1;
     }
     const char *guest = colon + 1;
@@ -70,6 +114,8 @@ int parse_share(cove_config *config, struct run_options *opts, const char *arg)
     snprintf(tag, sizeof(tag), "share%u", opts->share_count);
     int r = host ? cove_config_add_share(config, tag, host, read_only) : -1;
     free(host);
+    if (r >= 0)
+        r = cove_config_set_share_cache(config, (size_t)r, options.cache);
     if (r < 0) {
         fprintf(stderr, "cove: --share '%s': out of memory\n", arg);
         return -1;

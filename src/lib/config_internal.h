@@ -21,6 +21,7 @@ struct cove_share_config {
     char *tag;
     char *host_dir;
     bool read_only;
+    cove_share_cache cache;
 };
 
 /* One port forward as cove_config_add_port_forward recorded it. */

@@ -56,6 +56,22 @@ const char *cove_config_share(const cove_config *config, size_t index, const cha
     return share->tag;
 }
 
+int cove_config_set_share_cache(cove_config *config, size_t index, cove_share_cache cache)
+{
+    if (index >= config->share_count)
+        return -ENOENT;
+    if (cache != COVE_SHARE_CACHE_AUTO && cache != COVE_SHARE_CACHE_NEVER &&
+        cache != COVE_SHARE_CACHE_ALWAYS)
+        return -EINVAL;
+    config->shares[index].cache = cache;
+    return 0;
+}
+
+cove_share_cache cove_config_share_cache(const cove_config *config, size_t index)
+{
+    return index < config->share_count ? config->shares[index].cache : COVE_SHARE_CACHE_AUTO;
+}
+
 void config_free_shares(cove_config *config)
 {
     for (size_t i = 0; i < config->share_count; i++) {
@@ -71,8 +87,10 @@ int config_copy_shares(cove_config *copy, const cove_config *config)
 {
     for (size_t i = 0; i < config->share_count; i++) {
         const struct cove_share_config *share = &config->shares[i];
-        if (cove_config_add_share(copy, share->tag, share->host_dir, share->read_only) < 0)
+        int index = cove_config_add_share(copy, share->tag, share->host_dir, share->read_only);
+        if (index < 0)
             return -ENOMEM;
+        copy->shares[index].cache = share->cache;
     }
     return 0;
 }

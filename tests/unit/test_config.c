@@ -974,6 +974,12 @@ static void test_shares(void **state)
     assert_true(ro);
     assert_string_equal(cove_config_share(c, 0, NULL, &ro), "job");
     assert_false(ro);
+    assert_int_equal(cove_config_share_cache(c, 0), COVE_SHARE_CACHE_AUTO);
+    assert_int_equal(cove_config_set_share_cache(c, 1, COVE_SHARE_CACHE_NEVER), 0);
+    assert_int_equal(cove_config_share_cache(c, 1), COVE_SHARE_CACHE_NEVER);
+    assert_int_equal(cove_config_set_share_cache(c, 2, COVE_SHARE_CACHE_NEVER), -ENOENT);
+    assert_int_equal(cove_config_set_share_cache(c, 0, (cove_share_cache)7), -EINVAL);
+    assert_int_equal(cove_config_share_cache(c, 0), COVE_SHARE_CACHE_AUTO);
     expect_valid(c);
 
     assert_int_equal(cove_config_add_share(c, "", path_of(s, "src"), false), -EINVAL);
@@ -986,6 +992,7 @@ static void test_shares(void **state)
     assert_int_equal(cove_config_share_count(copy), 2);
     assert_string_equal(cove_config_share(copy, 0, &dir, NULL), "job");
     assert_string_equal(dir, path_of(s, "src"));
+    assert_int_equal(cove_config_share_cache(copy, 1), COVE_SHARE_CACHE_NEVER);
     expect_valid(copy);
     cove_config_free(copy);
 

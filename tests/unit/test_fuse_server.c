@@ -318,6 +318,49 @@ static void test_lookup_getattr(void **state)
     assert_int_equal(getattr(b, 0, NULL), -ESTALE);
 }
 
+/* Each cache mode's promises to the guest: how long entries and attributes hold, and the
+ * open flags (write-only and read-write opens, by OPEN and by CREATE). */
+static void expect_cache_mode(struct bench *b, enum fuse_cache cache, uint64_t seconds,
+                              uint32_t wronly_flags, uint32_t rdwr_flags)
+{
+    fuse_server_destroy(b->srv);
+    struct fuse_server_options o = {.cache = cache};
+    assert_int_equal(fuse_server_new(b->share, &o, &b->srv), 0);
+    init_server(b);
+    struct fuse_entry_out e;
+    assert_int_equal(lookup(b, ROOT, "f", &e), 0);
+    assert_int_equal(e.entry_valid, seconds);
+    assert_int_equal(e.attr_valid, seconds);
+    struct fuse_getattr_in gi = {0};
+    int err;
+    call(b, FUSE_GETATTR, e.nodeid, &gi, sizeof(gi), &err);
+    assert_int_equal(err, 0);
+    assert_int_equal(((struct fuse_attr_out *)(void *)b->body)->attr_valid, seconds);
+    uint64_t fh;
+    assert_int_equal(open_node(b, e.nodeid, O_WRONLY, &fh), 0);
+    assert_int_equal(((struct fuse_open_out *)(void *)b->body)->open_flags, wronly_flags);
+    assert_int_equal(open_node(b, e.nodeid, O_RDWR, &fh), 0);
+    assert_int_equal(((struct fuse_open_out *)(void *)b->body)->open_flags, rdwr_flags);
+    struct fuse_create_in ci = {.flags = O_RDWR, .mode = S_IFREG | 0644};
+    char name[16];
+    snprintf(name, sizeof(name), "new%d", (int)cache);
+    assert_int_equal(call_named(b, FUSE_CREATE, ROOT, &ci, sizeof(ci), name), 0);
+    memcpy(&e, b->body, sizeof(e));
+    assert_int_equal(e.entry_valid, seconds);
+    struct fuse_open_out oo;
+    memcpy(&oo, b->body + sizeof(e), sizeof(oo));
+    assert_int_equal(oo.open_flags, rdwr_flags);
+}
+
+static void test_cache_modes(void **state)
+{
+    struct bench *b = *state;
+    host_file(b, "f", "data");
+    expect_cache_mode(b, FUSE_CACHE_AUTO, 1, FOPEN_DIRECT_IO, 0);
+    expect_cache_mode(b, FUSE_CACHE_NEVER, 0, FOPEN_DIRECT_IO, FOPEN_DIRECT_IO);
+    expect_cache_mode(b, FUSE_CACHE_ALWAYS, 86400, FOPEN_KEEP_CACHE, FOPEN_KEEP_CACHE);
+}
+
 /* Write-only opens bypass the guest's page cache (FOPEN_DIRECT_IO); anything that reads keeps it. */
 static void test_open_flags_direct_io_for_writers(void **state)
 {
@@ -1017,6 +1060,7 @@ int main(void)
         T(test_lookup_getattr),
         T(test_create_write_read),
         T(test_open_flags_direct_io_for_writers),
+        T(test_cache_modes),
         T(test_big_multi_iovec),
         T(test_setattr),
         T(test_statfs_fallocate_lseek_copy),

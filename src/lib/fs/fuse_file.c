@@ -55,7 +55,7 @@ static int reply_attr(struct fuse_server *s, struct fuse_req *r, const struct fu
     if (err)
         return err;
     struct fuse_attr_out *out = fuse_reply_buf(s, r, sizeof(*out));
-    out->attr_valid = FUSE_CACHE_SECONDS;
+    out->attr_valid = s->cache_seconds;
     fuse_fill_attr(&out->attr, &st);
     return 0;
 }
@@ -139,15 +139,25 @@ int fuse_do_setattr(struct fuse_server *s, struct fuse_req *r)
 }
 
 /*
- * A write-only descriptor goes around the guest's page cache: without a writeback cache every
- * buffered write is already one request the guest waits for, so the cache adds only a copy,
- * and direct I/O sends the writer's own pages, several requests at once (FUSE_ASYNC_DIO).
- * A write-only descriptor cannot be mmap()ed, and pages are dropped at every open, so a reader
- * that opens after the write sees it; one that holds cached pages across it may not, as with
- * changes made on the host. Anything that reads keeps the page cache for its reads and mmap.
+ * In FUSE_CACHE_AUTO a write-only descriptor goes around the guest's page cache: without a
+ * writeback cache every buffered write is already one request the guest waits for, so the
+ * cache adds only a copy, and direct I/O sends the writer's own pages, several requests at
+ * once (FUSE_ASYNC_DIO). A write-only descriptor cannot be mmap()ed, and pages are dropped at
+ * every open, so a reader that opens after the write sees it; one that holds cached pages
+ * across it may not, as with changes made on the host. Anything that reads keeps the page
+ * cache for its reads and mmap. FUSE_CACHE_ALWAYS keeps every page, across opens too, and
+ * FUSE_CACHE_NEVER none.
  */
-static uint32_t open_reply_flags(int flags)
+static uint32_t open_reply_flags(const struct fuse_server *s, int flags)
 {
+    switch (s->cache) {
+    case FUSE_CACHE_NEVER:
+        return FOPEN_DIRECT_IO;
+    case FUSE_CACHE_ALWAYS:
+        return FOPEN_KEEP_CACHE;
+    case FUSE_CACHE_AUTO:
+        break;
+    }
     return (flags & O_ACCMODE) == O_WRONLY ? FOPEN_DIRECT_IO : 0;
 }
 
@@ -172,7 +182,7 @@ int fuse_do_open(struct fuse_server *s, struct fuse_req *r)
     if (fd < 0)
         return fd;
     struct fuse_open_out *out = fuse_reply_buf(s, r, sizeof(*out));
-    out->open_flags = open_reply_flags(flags);
+    out->open_flags = open_reply_flags(s, flags);
     return fuse_handle_new(s, fd, false, &out->fh);
 }
 
@@ -219,7 +229,7 @@ int fuse_do_create(struct fuse_server *s, struct fuse_req *r)
     struct fuse_entry_out *entry =
         fuse_reply_buf(s, r, sizeof(*entry) + sizeof(struct fuse_open_out));
     struct fuse_open_out *open_out = (void *)(entry + 1);
-    open_out->open_flags = open_reply_flags(flags);
+    open_out->open_flags = open_reply_flags(s, flags);
     err = fuse_lookup_fd(s, fd, entry);
     if (!err && created)
         fuse_own_new(s, r, entry);

@@ -243,7 +243,7 @@ static int entry_from_path_fd(struct fuse_server *s, int fd, struct fuse_entry_o
     err = inode_ref(s, fd, &st, &out->nodeid, &out->generation);
     if (err)
         return err;
-    out->entry_valid = out->attr_valid = FUSE_CACHE_SECONDS;
+    out->entry_valid = out->attr_valid = s->cache_seconds;
     fuse_fill_attr(&out->attr, &st);
     return 0;
 }

@@ -26,9 +26,10 @@
 #define FUSE_IOV_MAX 1024
 /* Negotiated in INIT: the most data one WRITE carries (READ is capped the same). */
 #define FUSE_MAX_WRITE (1024 * 1024)
-/* Seconds the guest may cache entries and attributes: short, since the host may change the
- * directory behind its back. */
-#define FUSE_CACHE_SECONDS 1
+/* Seconds the guest may cache entries and attributes in FUSE_CACHE_AUTO: short, since the
+ * host may change the directory behind its back; FUSE_CACHE_ALWAYS trusts it not to. */
+#define FUSE_CACHE_SECONDS_AUTO 1
+#define FUSE_CACHE_SECONDS_ALWAYS 86400
 
 struct fuse_inode {
     int fd; /* O_PATH | O_NOFOLLOW */
@@ -49,6 +50,8 @@ struct fuse_handle {
 
 struct fuse_server {
     bool read_only;
+    enum fuse_cache cache;
+    uint64_t cache_seconds; /* entry_valid and attr_valid of every reply */
     bool give_away;   /* new nodes get the guest caller's uid/gid (the VMM runs as root) */
     bool initialized; /* INIT answered */
     uint32_t minor;   /* negotiated protocol minor */

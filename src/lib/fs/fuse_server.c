@@ -352,6 +352,10 @@ int fuse_server_new(const char *dir, const struct fuse_server_options *opts,
     if (!s)
         return -ENOMEM;
     s->read_only = opts->read_only;
+    s->cache = opts->cache;
+    s->cache_seconds = opts->cache == FUSE_CACHE_NEVER    ? 0
+                       : opts->cache == FUSE_CACHE_ALWAYS ? FUSE_CACHE_SECONDS_ALWAYS
+                                                          : FUSE_CACHE_SECONDS_AUTO;
     /* The guest kernel checks permissions against the owner the server reports (virtio-fs
      * mounts with default_permissions), so a node a guest user creates must be theirs, or
      * they could not use it. Only root may give files away; otherwise they stay the VMM's. */

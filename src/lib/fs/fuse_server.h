@@ -25,8 +25,16 @@
 #define FUSE_SERVER_DEFAULT_INODES 65536
 #define FUSE_SERVER_DEFAULT_HANDLES 4096
 
+/* What the guest may cache (cove_share_cache in cove.h says what each means to users). */
+enum fuse_cache {
+    FUSE_CACHE_AUTO,   /* entries and attributes 1 s; data cached, dropped at open */
+    FUSE_CACHE_NEVER,  /* nothing: every open direct I/O, entries and attributes 0 s */
+    FUSE_CACHE_ALWAYS, /* entries and attributes a day; data kept across opens */
+};
+
 struct fuse_server_options {
     bool read_only;       /* every mutating op answers EROFS */
+    enum fuse_cache cache;
     unsigned max_inodes;  /* 0: the default above; beyond: ENFILE */
     unsigned max_handles; /* 0: FUSE_SERVER_DEFAULT_HANDLES; beyond: ENFILE */
 };

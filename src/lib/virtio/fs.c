@@ -21,7 +21,7 @@
 /* Linux sizes its requests by the queue: at most size - 4 data pages per request, so a chain
  * never exceeds the size. It must stay within what virtq_pop accepts, or a large READ would
  * look like a malformed ring. */
-#define FS_QUEUE_SIZE 128
+#define FS_QUEUE_SIZE 256
 _Static_assert(FS_QUEUE_SIZE <= VIRTQ_MAX_SEGMENTS, "a full-size request must fit one chain");
 /* struct virtio_fs_config: tag[36], le32 num_request_queues. */
 #define FS_CONFIG_SIZE (VIRTIO_FS_TAG_MAX + 4)

@@ -85,4 +85,49 @@ two" ] || fail "ops: append: '$(cat "$share/appended")'"
     has_line "$out" "after=v2" || { fail "ops: the guest did not see the host's change"; show "$out"; }
     [ "$(cat "$share/guest-ready" 2>/dev/null)" = up ] || fail "ops: the host did not see the guest's file"
 fi
+# cache=never: reads and writes go direct (a MAP_SHARED mapping is refused, exec still maps
+# privately), data moves intact both ways, and a host change is seen at the very next read,
+# with no attribute window: the file grows and the guest reads all of it at once.
+echo v1 > "$share/live.txt"
+(
+    waited=0
+    while [ ! -e "$share/never-ready" ] && [ "$waited" -lt 600 ]; do
+        sleep 0.2
+        waited=$((waited + 1))
+    done
+    echo version-two > "$share/live.txt"
+    touch "$share/host-done"
+) &
+watcher=$!
+exec_run never --share "$share:/job:cache=never" --workdir /job -- sh -c '
+    echo "read=$(md5sum < mapped | cut -d" " -f1)"
+    dd if=mapped of=mapped.copy bs=64k 2>/dev/null && echo written
+    ./mmap_cat mapped > /dev/null 2>/tmp/err || echo "map-refused: $(cat /tmp/err)"
+    echo "live-before=$(cat live.txt)"
+    echo up > never-ready
+    i=0
+    while [ ! -e host-done ] && [ $i -lt 600 ]; do sleep 0.2; i=$((i + 1)); done
+    echo "live-after=$(cat live.txt)"'
+wait "$watcher"
+if expect_status never 0; then
+    out=$WORK/never.out
+    has_line "$out" "read=$mapped_sum" || { fail "never: a direct read returned other bytes"; show "$out"; }
+    has_line "$out" written || { fail "never: dd into the share failed"; show "$out"; }
+    [ "$(md5sum < "$share/mapped.copy" | awk '{ print $1 }')" = "$mapped_sum" ] ||
+        fail "never: the guest's direct writes reached the host differently"
+    tr -d '\r' < "$out" | grep '^map-refused: ' | grep -q "No such device" ||
+        { fail "never: MAP_SHARED was not refused with ENODEV (the open was not direct I/O)"; show "$out"; }
+    has_line "$out" "live-before=v1" || { fail "never: the first read"; show "$out"; }
+    has_line "$out" "live-after=version-two" ||
+        { fail "never: the host's change was not seen at the next read"; show "$out"; }
+fi
+
+# A cache mode the CLI does not know: one line and cove's own failure status (125, as for
+# every usage error with a command), before any VM starts.
+run_cove badcache run --share "$share:/job:cache=sometimes" -- true
+if expect_status badcache 125; then
+    [ "$(wc -l < "$WORK/badcache.err")" = 1 ] && has "$WORK/badcache.err" "unknown cache mode 'sometimes'" ||
+        { fail "badcache: not one line naming the mode"; show "$WORK/badcache.err"; }
+fi
+
 finish
