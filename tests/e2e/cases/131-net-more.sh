@@ -109,13 +109,16 @@ kill "$dns" 2>/dev/null
 
 # ---- TAP ----
 tap=cove-e2e$$
+# eth0 exists and the agent set IFF_UP. Not operstate: that follows the carrier through the
+# kernel's link watch, which can say "down" for up to a second after the link is up.
+eth0_up='flags=$(cat /sys/class/net/eth0/flags) && [ $((flags & 1)) = 1 ] && echo up'
 # Owned by root: a tap with no owner may be attached by anyone who can open /dev/net/tun.
 if "$TAPCTL" add "$tap" --user 0 && ip addr add 10.9.0.1/24 dev "$tap" && ip link set "$tap" up; then
-    exec_run tap --net "tap:$tap" -- sh -c "echo operstate=\$(cat /sys/class/net/eth0/operstate)
+    exec_run tap --net "tap:$tap" -- sh -c "echo eth0=\$($eth0_up)
         echo addresses=\$(ip -4 addr show eth0 | grep -c inet)
         ip addr add 10.9.0.2/24 dev eth0 && ping -c 1 -W 10 10.9.0.1 && wget -q -O- http://10.9.0.1:$port/"
     if expect_status tap 0; then
-        has_line "$WORK/tap.out" "operstate=up" || { fail "tap: eth0 is not up"; show "$WORK/tap.out"; }
+        has_line "$WORK/tap.out" "eth0=up" || { fail "tap: eth0 is not up"; show "$WORK/tap.out"; }
         has_line "$WORK/tap.out" "addresses=0" ||
             { fail "tap: cove-agent gave eth0 an address on a tap"; show "$WORK/tap.out"; }
         grep -q '1 packets received' "$WORK/tap.out" ||
@@ -210,9 +213,6 @@ EOF
         has_line_prefix "$WORK/tapperm.err" "cove: tap '$tap': permission denied: attaching needs CAP_NET_ADMIN" ||
             { fail "tapperm: no one-line reason"; show "$WORK/tapperm.err"; }
     fi
-    # eth0 exists and the agent set IFF_UP. Not operstate: that follows the carrier through
-    # the kernel's link watch, which may still say "down" for a moment after the link is up.
-    eth0_up='flags=$(cat /sys/class/net/eth0/flags) && [ $((flags & 1)) = 1 ] && echo up'
     owned=cove-own$$
     if "$TAPCTL" add "$owned" --user 1000; then
         timeout "$COVE_RUN_TIMEOUT" "$TAPCTL" as 1000 1000 "$COVE" run --kernel "$KERNEL" \
