@@ -3,9 +3,10 @@
 #
 #   guest/testhost.sh [--mode auto|direct|testhost] [--timeout SECONDS] -- COMMAND [ARG...]
 #
-# COMMAND sees cove on its PATH and these variables: COVE_KERNEL (bzImage), COVE_VMLINUX,
-# COVE_INITRD (the default initramfs). In direct mode (this host has vmx/svm and a KVM that is
-# not PVM) it simply runs here. In testhost mode it runs inside a QEMU TCG guest with
+# COMMAND sees cove on its PATH and these variables: COVE_KERNEL (the vmlinux, which cove
+# prefers of the bundled guest), COVE_BZIMAGE, COVE_VMLINUX, COVE_INITRD (the default
+# initramfs). In direct mode (this host has vmx/svm and a KVM that is not PVM) it simply runs
+# here. In testhost mode it runs inside a QEMU TCG guest with
 # -cpu max, whose kernel (the guest kernel, built with KVM_AMD) sees AMD SVM with nested paging
 # and so has a real /dev/kvm: see docs/testing.md. Needs a built tree (scripts/setup.sh).
 set -u
@@ -45,7 +46,8 @@ if [ "$mode" = auto ]; then
 fi
 if [ "$mode" = direct ]; then
     [ -z "$blocker" ] || { echo "testhost: cannot run directly: $blocker" >&2; exit 2; }
-    PATH=${cove%/*}:$PATH COVE_KERNEL=$kernel_dir/bzImage COVE_VMLINUX=$kernel_dir/vmlinux \
+    PATH=${cove%/*}:$PATH COVE_KERNEL=$kernel_dir/vmlinux COVE_BZIMAGE=$kernel_dir/bzImage \
+        COVE_VMLINUX=$kernel_dir/vmlinux \
         COVE_INITRD=$initrd exec "$@"
 fi
 command -v qemu-system-x86_64 >/dev/null 2>&1 ||
@@ -76,7 +78,8 @@ mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs 
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 dmesg -n 1
 export PATH=/cove/bin:/bin:/sbin:/usr/bin:/usr/sbin HOME=/root
-export COVE_KERNEL=/cove/guest/bzImage COVE_VMLINUX=/cove/guest/vmlinux COVE_INITRD=/cove/guest/initramfs.cpio.gz
+export COVE_KERNEL=/cove/guest/vmlinux COVE_BZIMAGE=/cove/guest/bzImage COVE_VMLINUX=/cove/guest/vmlinux
+export COVE_INITRD=/cove/guest/initramfs.cpio.gz
 cd /tmp
 $quoted < /dev/null
 echo "COVE-TESTHOST-EXIT \$?"

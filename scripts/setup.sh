@@ -33,4 +33,5 @@ fi
 ninja -C build >&2
 kernel_dir=$(guest/build-kernel.sh)
 # The bundled guest `cove run` finds beside its binary (build/src/cli/cove -> build/guest/).
+ln -sfn "$kernel_dir/vmlinux" build/guest/vmlinux
 ln -sfn "$kernel_dir/bzImage" build/guest/bzImage

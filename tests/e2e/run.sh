@@ -235,6 +235,7 @@ else
     cp "$initrd" "$overlay/e2e/guest/initramfs.cpio.gz"
     # The bundled guest as an installation has it: bin/../share/cove/ beside cove.
     mkdir -p "$overlay/e2e/share/cove"
+    ln -s ../../guest/vmlinux "$overlay/e2e/share/cove/vmlinux"
     ln -s ../../guest/bzImage "$overlay/e2e/share/cove/bzImage"
     ln -s ../../guest/initramfs.cpio.gz "$overlay/e2e/share/cove/initramfs.cpio.gz"
     cp "$here/lib.sh" "$here/run-cases.sh" "$overlay/e2e/"

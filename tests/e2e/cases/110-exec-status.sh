@@ -51,6 +51,34 @@ if expect_status default 0; then
     expect_has default out 'Linux cove '
 fi
 
+# Which bundled kernel: an installation of its own (cove copied, since it finds share/cove/
+# from its own path) whose bzImage is garbage still boots, so the vmlinux was taken; with only
+# a bzImage it falls back to that; with neither, one line names both and the fix.
+layout() { # NAME: $WORK/NAME/bin/cove and an empty $WORK/NAME/share/cove/
+    mkdir -p "$WORK/$1/bin" "$WORK/$1/share/cove"
+    cp "$COVE" "$WORK/$1/bin/cove"
+    ln -s "$INITRD" "$WORK/$1/share/cove/initramfs.cpio.gz"
+}
+layout prefer
+ln -s "$VMLINUX" "$WORK/prefer/share/cove/vmlinux"
+head -c 4096 /dev/zero > "$WORK/prefer/share/cove/bzImage"
+layout fallback
+ln -s "$KERNEL" "$WORK/fallback/share/cove/bzImage"
+layout nokernel
+real_cove=$COVE
+for inst in prefer fallback; do
+    COVE=$WORK/$inst/bin/cove
+    run_cove "$inst" run -- echo "booted-$inst"
+    expect_status "$inst" 0 && expect_has "$inst" out "booted-$inst"
+done
+COVE=$WORK/nokernel/bin/cove
+run_cove nokernel run -- echo booted-nokernel
+COVE=$real_cove
+if expect_status nokernel 125; then
+    has_line "$WORK/nokernel.err" "cove: no bundled guest kernel (vmlinux or bzImage) found (looked in share/cove/ and the build's guest/ beside the cove binary); run scripts/setup.sh, set \$COVE_KERNEL, or pass --kernel" ||
+        { fail "nokernel: no one-line reason"; show "$WORK/nokernel.err"; }
+fi
+
 # A usage error of cove is 125 with a command, never a status CMD could have given.
 run_cove badopt run --memory 12Q -- true
 if expect_status badopt 125; then
