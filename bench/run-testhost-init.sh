@@ -25,7 +25,7 @@
 testhost_setup
 . /bench/params
 B=/bench/bin/bootbench
-K=/bench/guest/bzImage
+K=/bench/guest/$KERNEL_FILE
 I=/bench/guest/initramfs.cpio.gz
 
 # The kernel command line QEMU boots with; cove run builds the same one from its default

@@ -3,11 +3,13 @@
 # the same kernel and initramfs and running `true` from the guest's init; the exec round trip
 # in a VM that is already up; the VMMs' memory overhead beyond guest RAM.
 #
-#   bench/run.sh [-n ITERATIONS] [--vmms LIST] [--execs N] [--concurrent N] [--log PATH]
+#   bench/run.sh [-n ITERATIONS] [--vmms LIST] [--kernel vmlinux|bzImage] [--execs N]
+#                [--concurrent N] [--log PATH]
 #
 # Inside one QEMU TCG "test host" session (a guest whose kernel has a working /dev/kvm), with
-# 1 vCPU and 256 MiB for every VM, the default guest (bzImage, initramfs with cove-agent as
-# /init):
+# 1 vCPU and 256 MiB for every VM, the default guest (the vmlinux that `cove run` boots by
+# default, or the bzImage; the initramfs with cove-agent as /init), the same file for every VMM
+# (QEMU boots a vmlinux through PVH):
 #
 #   cove      cove run --kernel K --initrd I --cpus 1 --memory 256M -- true
 #   qemu-rtc  qemu-system-x86_64 -M microvm,rtc=on -accel kvm ... -append "... -- true": the
@@ -24,6 +26,7 @@
 #   -n N            measured iterations (default 12), after one warm-up; the order of three
 #                   VMMs repeats every 6 iterations, of two every 2
 #   --vmms LIST     which of the above (default "cove qemu-rtc qemu"; cove and one QEMU needed)
+#   --kernel FILE   vmlinux (default) or bzImage, of the cached guest kernel build
 #   --execs N       execbench's sequential execs (default 50; 0: no execbench)
 #   --concurrent N  execbench's execs at once in each of its 5 rounds (default 8; 0: none)
 #   --log PATH      where to keep the test host's serial log (default: a new file in /tmp)
@@ -39,6 +42,7 @@ th_name=run.sh
 
 iterations=12
 vmms="cove qemu-rtc qemu"
+kernel_file=vmlinux
 execs=50
 concurrent=8
 log=
@@ -47,6 +51,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         -n|--iterations) iterations=${2:?-n needs a number}; shift 2 ;;
         --vmms) vmms=${2:?--vmms needs a list}; shift 2 ;;
+        --kernel) kernel_file=${2:?--kernel needs vmlinux or bzImage}; shift 2 ;;
         --execs) execs=${2:?--execs needs a number}; shift 2 ;;
         --concurrent) concurrent=${2:?--concurrent needs a number}; shift 2 ;;
         --log) log=${2:?--log needs a path}; shift 2 ;;
@@ -59,6 +64,7 @@ for v in $vmms; do
 done
 case " $vmms " in *" cove "*) ;; *) echo "run.sh: --vmms needs cove" >&2; exit 2 ;; esac
 case " $vmms " in *" qemu"*) ;; *) echo "run.sh: --vmms needs qemu or qemu-rtc" >&2; exit 2 ;; esac
+case $kernel_file in vmlinux|bzImage) ;; *) echo "run.sh: --kernel must be vmlinux or bzImage" >&2; exit 2 ;; esac
 case $iterations in ''|*[!0-9]*|0) echo "run.sh: -n must be a positive number" >&2; exit 2 ;; esac
 case $execs in ''|*[!0-9]*) echo "run.sh: --execs must be a number" >&2; exit 2 ;; esac
 case $concurrent in ''|*[!0-9]*) echo "run.sh: --concurrent must be a number" >&2; exit 2 ;; esac
@@ -78,7 +84,8 @@ for f in "$cove" "$execbench" "$initrd"; do
 done
 th_kernel
 kernel=$th_kernel_dir/bzImage
-echo "run.sh: guest kernel: $kernel"
+guest_kernel=$th_kernel_dir/$kernel_file
+echo "run.sh: the VMs boot: $guest_kernel (the test host: $kernel)"
 echo "run.sh: tree: $(git -C "$root" describe --always --dirty 2>/dev/null || echo 'not a git checkout')"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/cove-runbench.XXXXXX")
@@ -94,7 +101,7 @@ cc -O2 -static -Wall -Wextra -o "$tmp/bootbench" "$here/bootbench.c" || th_die "
 overlay=$tmp/overlay
 mkdir -p "$overlay/bench/bin" "$overlay/bench/guest"
 cp "$cove" "$execbench" "$tmp/bootbench" "$overlay/bench/bin/"
-cp "$kernel" "$overlay/bench/guest/bzImage"
+cp "$guest_kernel" "$overlay/bench/guest/$kernel_file"
 cp "$initrd" "$overlay/bench/guest/initramfs.cpio.gz"
 cp "$here/testhost-common.sh" "$overlay/bench/"
 th_carry "$overlay" "$cove"
@@ -107,6 +114,7 @@ DUTY=10
 CPUS=1
 MEMORY=256M
 VMMS='$vmms'
+KERNEL_FILE=$kernel_file
 EXECS=$execs
 CONCURRENT=$concurrent
 EOF
