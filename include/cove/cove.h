@@ -117,6 +117,15 @@ int cove_config_add_disk(cove_config *config, const char *path, const cove_disk_
 void cove_config_set_entropy(cove_config *config, bool enabled);
 
 /*
+ * Nested virtualization: whether the guest's CPU shows the host's VMX or SVM, so that the
+ * guest can run KVM itself. Off by default, as in Apple's framework: few jobs need it, it
+ * exposes the host's nested-virtualization code to the guest, and a guest kernel with KVM
+ * built in sets it up at every boot. Turned on where the host's KVM offers neither, the VM
+ * fails to start with a reason naming the module parameter (nested=1).
+ */
+void cove_config_set_nested_virtualization(cove_config *config, bool enabled);
+
+/*
  * Directory sharing: host directories the guest mounts with virtio-fs
  * (mount -t virtiofs TAG /mnt), served by libcove itself. Every path the guest walks is
  * confined to the directory; a read-only share refuses every change with EROFS.

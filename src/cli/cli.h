@@ -74,6 +74,7 @@ enum {
     OPT_DISK,
     OPT_RNG,
     OPT_NO_RNG,
+    OPT_NESTED,
     OPT_BOOT_TIMER,
     OPT_SECRET,
     OPT_TIMEOUT,

@@ -54,6 +54,8 @@ static void usage(FILE *out)
             "                       forward a host port (127.0.0.1 unless HOST_IP) to the guest\n"
             "  --rng, --no-rng      virtio-rng entropy device (default on here, unlike in\n"
             "                       libcove: a CI guest needs entropy at boot)\n"
+            "  --nested             nested virtualization: the guest sees VMX/SVM and can run\n"
+            "                       KVM (off by default; needs a host KVM with nested=1)\n"
             "  --boot-timer         report when the guest's init signalled boot-complete\n"
             "\n"
             "with a command:\n"
@@ -244,6 +246,9 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
     case OPT_NO_RNG:
         cove_config_set_entropy(config, opt == OPT_RNG);
         return 0;
+    case OPT_NESTED:
+        cove_config_set_nested_virtualization(config, true);
+        return 0;
     case OPT_BOOT_TIMER:
         opts->boot_timer = true;
         return 0;
@@ -265,6 +270,7 @@ static int parse_run_args(int argc, char **argv, cove_config *config, struct run
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
+        {"nested", no_argument, NULL, OPT_NESTED},
         {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
         {"interactive", no_argument, NULL, 'i'},
         {"tty", no_argument, NULL, 't'},

@@ -45,6 +45,7 @@ cove_config *cove_config_new(void)
     config->serial_out_fd = -1;
     config->console_device = COVE_CONSOLE_DEVICE_SERIAL;
     config->entropy = false;
+    config->nested_virtualization = false;
     return config;
 }
 
@@ -163,6 +164,11 @@ int cove_config_set_serial_file(cove_config *config, const char *path)
 void cove_config_set_console_device(cove_config *config, cove_console_device device)
 {
     config->console_device = device;
+}
+
+void cove_config_set_nested_virtualization(cove_config *config, bool enabled)
+{
+    config->nested_virtualization = enabled;
 }
 
 void cove_config_set_entropy(cove_config *config, bool enabled)

@@ -62,6 +62,7 @@ struct cove_config {
     size_t disk_capacity; /* entries allocated in disks */
 
     bool entropy; /* a virtio-rng device */
+    bool nested_virtualization; /* the guest sees VMX/SVM */
 
     struct cove_share_config *shares; /* in the order added */
     size_t share_count;

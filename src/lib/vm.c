@@ -600,6 +600,10 @@ static int create_vcpus(cove_vm *vm, const struct boot_entry *entry, cove_error 
     vm->vcpus = calloc(vm->config->cpus, sizeof(*vm->vcpus));
     if (!vm->vcpus)
         return fail(error, -ENOMEM, "%s", "out of memory");
+    const struct x86_cpu_options cpu_options = {
+        .cpus = vm->config->cpus,
+        .nested_virtualization = vm->config->nested_virtualization,
+    };
     for (unsigned i = 0; i < vm->config->cpus; i++) {
         struct vcpu_slot *slot = &vm->vcpus[i];
         slot->vm = vm;
@@ -607,7 +611,7 @@ static int create_vcpus(cove_vm *vm, const struct boot_entry *entry, cove_error 
         if (r < 0)
             return fail(error, r, "KVM_CREATE_VCPU: %s", strerror(-r));
         vm->vcpu_count = i + 1;
-        r = x86_vcpu_setup(&vm->kvm, &slot->vcpu, vm->config->cpus, entry, error->message,
+        r = x86_vcpu_setup(&vm->kvm, &slot->vcpu, &cpu_options, entry, error->message,
                            sizeof(error->message));
         if (r < 0)
             return r;

@@ -204,8 +204,12 @@ static unsigned bits_for(unsigned count)
     return bits;
 }
 
+#define CPUID_1_ECX_VMX (1u << 5)
+#define CPUID_80000001_ECX_SVM (1u << 2)
+#define CPUID_SVM_FEATURES 0x8000000a
+
 /* Describes `cpus` single-threaded cores in one package, this vCPU being core `index`. */
-static void patch_cpuid_entry(struct kvm_cpuid_entry2 *e, unsigned index, unsigned cpus)
+static void patch_topology(struct kvm_cpuid_entry2 *e, unsigned index, unsigned cpus)
 {
     switch (e->function) {
     case 0x1:
@@ -244,8 +248,39 @@ static void patch_cpuid_entry(struct kvm_cpuid_entry2 *e, unsigned index, unsign
     }
 }
 
-static int set_cpuid(struct kvm_vm *vm, struct kvm_vcpu *vcpu, unsigned cpus, char *error,
-                     size_t error_len)
+/* Whether the entry offers VMX or SVM. */
+static bool offers_virtualization(const struct kvm_cpuid_entry2 *e)
+{
+    return (e->function == 0x1 && (e->ecx & CPUID_1_ECX_VMX)) ||
+           (e->function == 0x80000001 && (e->ecx & CPUID_80000001_ECX_SVM));
+}
+
+static void hide_virtualization(struct kvm_cpuid_entry2 *e)
+{
+    if (e->function == 0x1)
+        e->ecx &= ~CPUID_1_ECX_VMX;
+    else if (e->function == 0x80000001)
+        e->ecx &= ~CPUID_80000001_ECX_SVM;
+    else if (e->function == CPUID_SVM_FEATURES)
+        e->eax = e->ebx = e->ecx = e->edx = 0;
+}
+
+int x86_patch_cpuid(struct kvm_cpuid2 *cpuid, const struct x86_cpu_options *options,
+                    unsigned index)
+{
+    bool offered = false;
+    for (unsigned i = 0; i < cpuid->nent; i++) {
+        struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+        patch_topology(e, index, options->cpus);
+        offered = offered || offers_virtualization(e);
+        if (!options->nested_virtualization)
+            hide_virtualization(e);
+    }
+    return options->nested_virtualization && !offered ? -ENOTSUP : 0;
+}
+
+static int set_cpuid(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
+                     const struct x86_cpu_options *options, char *error, size_t error_len)
 {
     size_t size = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
     struct kvm_cpuid2 *cpuid = calloc(1, size);
@@ -257,8 +292,13 @@ static int set_cpuid(struct kvm_vm *vm, struct kvm_vcpu *vcpu, unsigned cpus, ch
         r = fail(error, error_len, "KVM_GET_SUPPORTED_CPUID");
         goto out;
     }
-    for (unsigned i = 0; i < cpuid->nent; i++)
-        patch_cpuid_entry(&cpuid->entries[i], vcpu->index, cpus);
+    r = x86_patch_cpuid(cpuid, options, vcpu->index);
+    if (r < 0) {
+        snprintf(error, error_len,
+                 "nested virtualization: this host's KVM offers guests neither VMX nor SVM "
+                 "(load kvm_intel or kvm_amd with nested=1, or leave it off)");
+        goto out;
+    }
     if (ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid) < 0)
         r = fail(error, error_len, "KVM_SET_CPUID2");
 out:
@@ -266,10 +306,10 @@ out:
     return r;
 }
 
-int x86_vcpu_setup(struct kvm_vm *vm, struct kvm_vcpu *vcpu, unsigned cpus,
+int x86_vcpu_setup(struct kvm_vm *vm, struct kvm_vcpu *vcpu, const struct x86_cpu_options *options,
                    const struct boot_entry *entry, char *error, size_t error_len)
 {
-    int r = set_cpuid(vm, vcpu, cpus, error, error_len);
+    int r = set_cpuid(vm, vcpu, options, error, error_len);
     if (r == 0)
         r = set_msrs(vcpu, error, error_len);
     if (r == 0)
