@@ -65,6 +65,7 @@ head -c 4096 /dev/zero > "$WORK/prefer/share/cove/bzImage"
 layout fallback
 ln -s "$KERNEL" "$WORK/fallback/share/cove/bzImage"
 layout nokernel
+unset COVE_KERNEL COVE_INITRD # they would override what is being tested
 real_cove=$COVE
 for inst in prefer fallback; do
     COVE=$WORK/$inst/bin/cove
