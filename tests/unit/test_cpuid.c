@@ -17,35 +17,29 @@
 
 #define ENTRIES 4
 
-/* kvm_cpuid2 ends in a flexible array, so the table lives in a buffer of its own. */
-struct table {
-    struct kvm_cpuid2 head;
-};
-
 /* A supported-CPUID table as KVM gives it on a host with VMX (intel) or SVM (amd), or neither;
  * the caller frees it. */
-static struct table *host_table(bool vmx, bool svm)
+static struct kvm_cpuid2 *host_table(bool vmx, bool svm)
 {
     size_t size = sizeof(struct kvm_cpuid2) + ENTRIES * sizeof(struct kvm_cpuid_entry2);
-    struct table *t = calloc(1, size);
+    struct kvm_cpuid2 *t = calloc(1, size); /* the entries are a flexible array */
     assert_non_null(t);
-    t->head.nent = ENTRIES;
-    struct kvm_cpuid_entry2 *e = t->head.entries;
+    t->nent = ENTRIES;
+    struct kvm_cpuid_entry2 *e = t->entries;
     e[0] = (struct kvm_cpuid_entry2){.function = 0x1, .ecx = 0x1 | (vmx ? VMX : 0),
-                                              .ebx = 0x00000800};
-    e[1] = (struct kvm_cpuid_entry2){.function = 0x80000001,
-                                              .ecx = 0x1 | (svm ? SVM : 0)};
+                                     .ebx = 0x00000800};
+    e[1] = (struct kvm_cpuid_entry2){.function = 0x80000001, .ecx = 0x1 | (svm ? SVM : 0)};
     e[2] = (struct kvm_cpuid_entry2){.function = 0x8000000a, .eax = 1, .ebx = 8,
-                                              .edx = svm ? 0x1bfu : 0};
+                                     .edx = svm ? 0x1bfu : 0};
     e[3] = (struct kvm_cpuid_entry2){.function = 0x80000008, .ecx = 0x7000};
     return t;
 }
 
-static const struct kvm_cpuid_entry2 *leaf(const struct table *t, uint32_t function)
+static const struct kvm_cpuid_entry2 *leaf(const struct kvm_cpuid2 *t, uint32_t function)
 {
-    for (unsigned i = 0; i < t->head.nent; i++)
-        if (t->head.entries[i].function == function)
-            return &t->head.entries[i];
+    for (unsigned i = 0; i < t->nent; i++)
+        if (t->entries[i].function == function)
+            return &t->entries[i];
     fail_msg("no leaf 0x%x", function);
     return NULL;
 }
@@ -55,8 +49,8 @@ static void test_virtualization_hidden_by_default(void **state)
     (void)state;
     const struct x86_cpu_options off = {.cpus = 1};
     for (int host = 0; host < 2; host++) {
-        struct table *t = host_table(host == 0, host == 1);
-        assert_int_equal(x86_patch_cpuid(&t->head, &off, 0), 0);
+        struct kvm_cpuid2 *t = host_table(host == 0, host == 1);
+        assert_int_equal(x86_patch_cpuid(t, &off, 0), 0);
         assert_int_equal(leaf(t, 0x1)->ecx & VMX, 0);
         assert_int_equal(leaf(t, 0x80000001)->ecx & SVM, 0);
         const struct kvm_cpuid_entry2 *svm = leaf(t, 0x8000000a);
@@ -72,12 +66,12 @@ static void test_nested_keeps_what_kvm_offers(void **state)
 {
     (void)state;
     const struct x86_cpu_options on = {.cpus = 1, .nested_virtualization = true};
-    struct table *intel = host_table(true, false);
-    assert_int_equal(x86_patch_cpuid(&intel->head, &on, 0), 0);
+    struct kvm_cpuid2 *intel = host_table(true, false);
+    assert_int_equal(x86_patch_cpuid(intel, &on, 0), 0);
     assert_int_equal(leaf(intel, 0x1)->ecx & VMX, VMX);
     free(intel);
-    struct table *amd = host_table(false, true);
-    assert_int_equal(x86_patch_cpuid(&amd->head, &on, 0), 0);
+    struct kvm_cpuid2 *amd = host_table(false, true);
+    assert_int_equal(x86_patch_cpuid(amd, &on, 0), 0);
     assert_int_equal(leaf(amd, 0x80000001)->ecx & SVM, SVM);
     assert_int_equal(leaf(amd, 0x8000000a)->edx, 0x1bf);
     free(amd);
@@ -87,8 +81,8 @@ static void test_nested_without_host_support_fails(void **state)
 {
     (void)state;
     const struct x86_cpu_options on = {.cpus = 1, .nested_virtualization = true};
-    struct table *t = host_table(false, false);
-    assert_int_equal(x86_patch_cpuid(&t->head, &on, 0), -ENOTSUP);
+    struct kvm_cpuid2 *t = host_table(false, false);
+    assert_int_equal(x86_patch_cpuid(t, &on, 0), -ENOTSUP);
     free(t);
 }
 
@@ -96,8 +90,8 @@ static void test_topology(void **state)
 {
     (void)state;
     const struct x86_cpu_options four = {.cpus = 4};
-    struct table *t = host_table(false, true);
-    assert_int_equal(x86_patch_cpuid(&t->head, &four, 2), 0);
+    struct kvm_cpuid2 *t = host_table(false, true);
+    assert_int_equal(x86_patch_cpuid(t, &four, 2), 0);
     const struct kvm_cpuid_entry2 *l1 = leaf(t, 0x1);
     assert_int_equal(l1->ebx >> 24, 2);            /* this vCPU's APIC id */
     assert_int_equal((l1->ebx >> 16) & 0xff, 4);   /* logical processors in the package */
