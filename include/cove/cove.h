@@ -326,6 +326,17 @@ void cove_vm_free(cove_vm *vm);
 
 void cove_vm_set_state_callback(cove_vm *vm, cove_state_fn callback, void *opaque);
 
+/*
+ * Called with one line when the guest broke a device's rules and cove stopped that device
+ * while the VM runs on, e.g. "virtio-fs at PCI 00:05.0 (share 'job'): the guest's driver
+ * broke queue 1 (a descriptor chain that loops); the device is stopped until the driver
+ * resets it". A guest that keeps doing it gets a few such lines per device, then one saying
+ * that further ones are not reported. Called from a libcove thread while the VM runs; it must
+ * not block or free the VM. Takes effect only before cove_vm_start; none: nothing is told.
+ */
+typedef void (*cove_warning_fn)(cove_vm *vm, const char *line, void *opaque);
+void cove_vm_set_warning_callback(cove_vm *vm, cove_warning_fn callback, void *opaque);
+
 /* Builds the machine, loads the kernel and starts the vCPUs. Returns once the VM runs. */
 int cove_vm_start(cove_vm *vm, cove_error *error);
 /* Forces the VM to stop: vCPUs are halted and the VM ends with COVE_EXIT_STOPPED. */

@@ -133,4 +133,7 @@ struct terminal {
 void terminal_raw(struct terminal *term, bool keep_signals);
 void terminal_restore(struct terminal *term);
 
+/* A cove_warning_fn: "cove: warning: LINE" on stderr, readable on a raw terminal too. */
+void print_vm_warning(cove_vm *vm, const char *line, void *opaque);
+
 #endif

@@ -393,6 +393,7 @@ static int run_vm(const cove_config *config, const struct run_options *opts, uin
         close(signal_fd);
         return EXIT_HOST_FAILED;
     }
+    cove_vm_set_warning_callback(vm, print_vm_warning, NULL);
     struct terminal term = {0};
     if (cove_config_serial_kind(config) == COVE_CONSOLE_STDIO)
         terminal_raw(&term, true);

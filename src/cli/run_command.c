@@ -329,6 +329,7 @@ static int boot_and_run(struct command_run *run, const cove_config *config,
         fprintf(stderr, "cove: %s\n", error.message);
         return EXIT_EXEC_COVE_FAILED;
     }
+    cove_vm_set_warning_callback(run->vm, print_vm_warning, NULL);
     struct terminal term = {0};
     if (opts->tty)
         terminal_raw(&term, false);

@@ -1,6 +1,7 @@
 /* The host terminal while a guest uses it. */
 #include "cli.h"
 
+#include <stdio.h>
 #include <unistd.h>
 
 void terminal_raw(struct terminal *term, bool keep_signals)
@@ -20,4 +21,12 @@ void terminal_restore(struct terminal *term)
     if (term->saved)
         tcsetattr(STDIN_FILENO, TCSANOW, &term->original);
     term->saved = false;
+}
+
+void print_vm_warning(cove_vm *vm, const char *line, void *opaque)
+{
+    (void)vm;
+    (void)opaque;
+    /* A raw terminal (cfmakeraw clears OPOST) does not turn \n into a new line by itself. */
+    fprintf(stderr, "cove: warning: %s%s", line, isatty(STDERR_FILENO) ? "\r\n" : "\n");
 }

@@ -93,6 +93,8 @@ struct cove_vm {
     bool ended;
     cove_state_fn callback;
     void *callback_opaque;
+    cove_warning_fn warning; /* set before the start; read by the I/O thread */
+    void *warning_opaque;
     unsigned pending_callbacks; /* state changes whose callback has not returned yet */
     int state_fd;
 
@@ -656,6 +658,13 @@ static void remove_ioeventfd(void *ctx, uint64_t addr, unsigned len, int eventfd
     kvm_ioeventfd_remove(&vm->kvm, addr, len, false, eventfd);
 }
 
+static void report_fault(void *ctx, const char *line)
+{
+    cove_vm *vm = ctx;
+    if (vm->warning)
+        vm->warning(vm, line, vm->warning_opaque);
+}
+
 static int create_pci(cove_vm *vm, cove_error *error)
 {
     const struct pci_bus_layout layout = {
@@ -672,8 +681,10 @@ static int create_pci(cove_vm *vm, cove_error *error)
     return vm->msi ? 0 : -ENOTSUP;
 }
 
-/* Puts a virtio device on the PCI bus; the transport owns it from here, even on failure. */
-static int add_virtio(cove_vm *vm, struct virtio_device *dev, cove_error *error)
+/* Puts a virtio device on the PCI bus; the transport owns it from here, even on failure.
+ * label: what the user calls it, for fault reports (NULL: nothing beyond its type). */
+static int add_virtio(cove_vm *vm, struct virtio_device *dev, const char *label,
+                      cove_error *error)
 {
     if (!dev)
         return fail(error, -ENOMEM, "%s", "out of memory creating a virtio device");
@@ -688,7 +699,9 @@ static int add_virtio(cove_vm *vm, struct virtio_device *dev, cove_error *error)
         .msi = kvm_msi_router_sink(vm->msi),
         .add_ioeventfd = add_ioeventfd,
         .remove_ioeventfd = remove_ioeventfd,
+        .report_fault = report_fault,
         .ctx = vm,
+        .label = label,
     };
     struct virtio_pci *vp = virtio_pci_new(dev, &host, error->message, sizeof(error->message));
     if (!vp)
@@ -727,7 +740,9 @@ static int add_share(cove_vm *vm, const struct cove_share_config *share, cove_er
         fuse_server_destroy(server);
         return fail(error, -ENOMEM, "%s", "out of memory creating a virtio-fs device");
     }
-    return add_virtio(vm, dev, error);
+    char label[COVE_ERROR_MAX];
+    snprintf(label, sizeof(label), "share '%s'", share->tag);
+    return add_virtio(vm, dev, label, error);
 }
 
 /* A TAP attachment: the device opened now, so a missing, forbidden or busy tap fails the
@@ -746,7 +761,9 @@ static int add_tap(cove_vm *vm, cove_error *error)
     uint8_t mac[6];
     if (!c->mac || net_mac_parse(c->mac, mac) < 0)
         net_mac_from_seed(c->tap_name, mac); /* per tap: VMs on one bridge must differ */
-    return add_virtio(vm, virtio_net_new(mac, backend), error);
+    char label[COVE_ERROR_MAX];
+    snprintf(label, sizeof(label), "tap '%s'", c->tap_name);
+    return add_virtio(vm, virtio_net_new(mac, backend), label, error);
 }
 
 /* NAT networking: libslirp (its forwards bound now, so a port in use fails the start) behind
@@ -773,7 +790,7 @@ static int add_network(cove_vm *vm, cove_error *error)
     uint8_t mac[6];
     if (!c->mac || net_mac_parse(c->mac, mac) < 0)
         net_mac_from_seed("cove", mac); /* one fixed address: every VM is alone on its NAT */
-    return add_virtio(vm, virtio_net_new(mac, backend), error);
+    return add_virtio(vm, virtio_net_new(mac, backend), "NAT network", error);
 }
 
 static int create_virtio_devices(cove_vm *vm, cove_error *error)
@@ -781,7 +798,7 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
     int r = 0;
     if (vm->config->console_device == COVE_CONSOLE_DEVICE_VIRTIO) {
         struct virtio_device *console = virtio_console_new(vm->serial.in_fd, vm->serial.out_fd);
-        r = add_virtio(vm, console, error);
+        r = add_virtio(vm, console, "console", error);
         if (r == 0)
             vm->virtio_console = console;
     }
@@ -790,7 +807,9 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
         struct virtio_device *blk =
             virtio_blk_new(disk->path, disk->read_only, disk->cache == COVE_CACHE_NONE,
                            disk->serial, error->message, sizeof(error->message));
-        r = blk ? add_virtio(vm, blk, error) : -EINVAL;
+        char label[COVE_ERROR_MAX];
+        snprintf(label, sizeof(label), "disk '%s'", disk->path);
+        r = blk ? add_virtio(vm, blk, label, error) : -EINVAL;
     }
     if (r == 0 && vm->config->network == COVE_NETWORK_NAT)
         r = add_network(vm, error);
@@ -799,12 +818,12 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
     for (size_t i = 0; r == 0 && i < vm->config->share_count; i++)
         r = add_share(vm, &vm->config->shares[i], error);
     if (r == 0 && vm->config->entropy)
-        r = add_virtio(vm, virtio_rng_new(), error);
+        r = add_virtio(vm, virtio_rng_new(), NULL, error);
     if (r == 0 && vm->config->vsock) {
         struct virtio_device *vsock =
             virtio_vsock_new(vm->config->vsock_cid, vm->config->vsock_path, vm->io_loop,
                              error->message, sizeof(error->message));
-        r = vsock ? add_virtio(vm, vsock, error) : -EINVAL;
+        r = vsock ? add_virtio(vm, vsock, NULL, error) : -EINVAL;
         if (r == 0)
             vm->vsock = vsock;
     }
@@ -881,6 +900,17 @@ void cove_vm_set_state_callback(cove_vm *vm, cove_state_fn callback, void *opaqu
     pthread_mutex_lock(&vm->lock);
     vm->callback = callback;
     vm->callback_opaque = opaque;
+    pthread_mutex_unlock(&vm->lock);
+}
+
+void cove_vm_set_warning_callback(cove_vm *vm, cove_warning_fn callback, void *opaque)
+{
+    /* Only before the start: the I/O thread then reads it without the lock. */
+    pthread_mutex_lock(&vm->lock);
+    if (!vm->started) {
+        vm->warning = callback;
+        vm->warning_opaque = opaque;
+    }
     pthread_mutex_unlock(&vm->lock);
 }
 

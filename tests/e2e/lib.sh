@@ -71,7 +71,7 @@ finish() {
 show() {
     echo "  --- $1:"
     if [ -s "$1" ]; then
-        tr -d '\r' < "$1" | sed 's/^/  | /' | tail -n 40
+        tr -d '\r' < "$1" | sed 's/^/  | /' | tail -n "${SHOW_LINES:-40}"
     else
         echo "  | (empty)"
     fi

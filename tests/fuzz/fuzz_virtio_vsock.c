@@ -174,7 +174,11 @@ static void remove_dir(void) { rmdir(dir); }
 
 static void t_signal_used(void *t, unsigned index) { (void)t; (void)index; }
 static void t_signal_config(void *t) { (void)t; }
-static void t_needs_reset(void *t) { ((struct run *)t)->needs_reset = true; }
+static void t_needs_reset(void *t, unsigned queue, int err)
+{
+    (void)queue, (void)err;
+    ((struct run *)t)->needs_reset = true;
+}
 
 static const struct virtio_transport_ops transport_ops = {
     .signal_used = t_signal_used,

@@ -15,7 +15,13 @@ static void t_signal_used(void *t, unsigned index)
 }
 
 static void t_signal_config(void *t) { (void)t; }
-static void t_needs_reset(void *t) { ((struct fake_transport *)t)->needs_reset++; }
+static void t_needs_reset(void *t, unsigned queue, int err)
+{
+    struct fake_transport *ft = t;
+    ft->needs_reset++;
+    ft->reset_queue = queue;
+    ft->reset_err = err;
+}
 
 const struct virtio_transport_ops fake_transport_ops = {
     .signal_used = t_signal_used,

@@ -17,6 +17,8 @@
 struct fake_transport {
     unsigned signals[FAKE_MAX_QUEUES];
     unsigned needs_reset;
+    unsigned reset_queue; /* the queue and error of the last needs_reset */
+    int reset_err;
 };
 extern const struct virtio_transport_ops fake_transport_ops;
 

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include <endian.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -562,6 +563,8 @@ static void test_malformed_rx_needs_reset(void **state)
     host_write(b->in[1], "x", 1);
     run_loop(b, 4, NULL);
     assert_int_equal(b->t.needs_reset, 1);
+    assert_int_equal(b->t.reset_queue, RXQ);
+    assert_int_equal(b->t.reset_err, -EFAULT);
     assert_int_equal(used_idx(b, RXQ), 0);
     kick(b, RXQ); /* broken: the rings are left alone until reset */
     kick(b, TXQ);
@@ -578,6 +581,8 @@ static void test_malformed_tx_needs_reset(void **state)
     add_head(b, TXQ, 9);
     kick(b, TXQ);
     assert_int_equal(b->t.needs_reset, 1);
+    assert_int_equal(b->t.reset_queue, TXQ);
+    assert_int_equal(b->t.reset_err, -ELOOP);
     assert_int_equal(used_idx(b, TXQ), 1);
     assert_int_equal(b->t.signals[TXQ], 1);
     uint8_t got[16];

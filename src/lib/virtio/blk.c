@@ -105,18 +105,19 @@ static struct blk_request *new_request(struct virtio_blk *blk)
     return r;
 }
 
-/* Pops until the ring is empty; false when the driver broke the rules. */
-static bool drain_ring(struct virtio_blk *blk)
+/* Pops until the ring is empty. Returns 0 then (or when memory ran out), or virtq_pop's error
+ * when the driver broke the rules. */
+static int drain_ring(struct virtio_blk *blk)
 {
     struct virtq *q = &blk->vdev.queues[0];
     for (;;) {
         struct blk_request *r = new_request(blk);
         if (!r)
-            return true; /* out of memory: the requests stay in the ring for the next kick */
+            return 0; /* out of memory: the requests stay in the ring for the next kick */
         int popped = virtq_pop(q, &r->elem);
         if (popped <= 0) {
             unlink_request(r);
-            return popped == 0;
+            return popped;
         }
         start_request(r);
     }
@@ -129,15 +130,15 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned index)
         return;
     struct virtq *q = &dev->queues[0];
     block_plug(blk->backend);
-    bool ok;
+    int err;
     do {
         virtq_disable_notify(q);
-        ok = drain_ring(blk);
-    } while (ok && virtq_enable_notify(q));
+        err = drain_ring(blk);
+    } while (err == 0 && virtq_enable_notify(q));
     block_unplug(blk->backend);
-    if (!ok) {
+    if (err < 0) {
         blk->broken = true;
-        virtio_needs_reset(dev);
+        virtio_needs_reset(dev, 0, err);
         return;
     }
     flush_signal(blk);

@@ -50,10 +50,10 @@ static bool queue_usable(const struct virtio_console *c, unsigned index)
     return c->active && !c->broken && c->dev.queue_enabled[index];
 }
 
-static void fail(struct virtio_console *c)
+static void fail(struct virtio_console *c, unsigned queue, int err)
 {
     c->broken = true;
-    virtio_needs_reset(&c->dev);
+    virtio_needs_reset(&c->dev, queue, err);
 }
 
 /* ---- Output: transmitq0 to out_fd. ---- */
@@ -104,7 +104,7 @@ static void transmit(struct virtio_console *c)
     if (pushed)
         virtio_signal_used(&c->dev, CONSOLE_TXQ);
     if (r < 0)
-        fail(c);
+        fail(c, CONSOLE_TXQ, r);
 }
 
 /* ---- Input: in_fd to in_buf to receiveq0. ---- */
@@ -141,7 +141,7 @@ static void deliver(struct virtio_console *c)
     if (pushed)
         virtio_signal_used(&c->dev, CONSOLE_RXQ);
     if (r < 0)
-        fail(c);
+        fail(c, CONSOLE_RXQ, r);
     /* A full buffer made console input stop watching in_fd; its prepare step resumes it. The
      * loop runs prepare after every handler anyway, so this only matters should room ever be
      * freed outside a loop iteration; one eventfd write per full-to-not-full is cheap. */

@@ -24,6 +24,8 @@
 #define VIRTIO_ID_BLOCK 2
 #define VIRTIO_ID_CONSOLE 3
 #define VIRTIO_ID_RNG 4
+#define VIRTIO_ID_VSOCK 19
+#define VIRTIO_ID_FS 26
 
 /* Device status bits (virtio 1.2, 2.1). */
 #define VIRTIO_STATUS_ACKNOWLEDGE 1
@@ -56,7 +58,8 @@ struct virtio_device_ops {
 struct virtio_transport_ops {
     void (*signal_used)(void *transport, unsigned index);
     void (*signal_config)(void *transport);
-    void (*needs_reset)(void *transport);
+    /* err: the virtq_pop error (or another negative errno) on queue `queue` that broke it. */
+    void (*needs_reset)(void *transport, unsigned queue, int err);
 };
 
 struct virtio_device {
@@ -89,10 +92,11 @@ static inline void virtio_signal_used(struct virtio_device *dev, unsigned index)
         dev->transport_ops->signal_used(dev->transport, index);
 }
 
-/* The driver broke the protocol: stop using the device until it resets it. */
-static inline void virtio_needs_reset(struct virtio_device *dev)
+/* The driver broke the protocol on `queue` (err as virtq_pop returned it): stop using the
+ * device until it resets it. The transport reports it to the VMM. */
+static inline void virtio_needs_reset(struct virtio_device *dev, unsigned queue, int err)
 {
-    dev->transport_ops->needs_reset(dev->transport);
+    dev->transport_ops->needs_reset(dev->transport, queue, err);
 }
 
 #endif

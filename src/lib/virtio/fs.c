@@ -68,7 +68,7 @@ static void drain(struct virtio_fs *fs, unsigned index)
         virtio_signal_used(&fs->dev, index);
     if (r < 0) {
         fs->broken = true;
-        virtio_needs_reset(&fs->dev);
+        virtio_needs_reset(&fs->dev, index, r);
     }
 }
 

@@ -13,7 +13,6 @@
 #include "fs/fuse_server.h"
 #include "virtio/device.h"
 
-#define VIRTIO_ID_FS 26
 #define VIRTIO_FS_TAG_MAX 36
 
 /*

@@ -60,6 +60,7 @@ struct virtio_net {
     struct net_backend *backend;
     bool active; /* DRIVER_OK seen since the last reset */
     bool broken; /* the driver broke the ring protocol; idle until reset */
+    int rx_error; /* the virtq_pop error behind a BROKEN placement */
     struct virtio_net_stats stats;
     struct virtq_elem tx_elem;
     struct virtq_elem rx_first; /* the chain whose header carries num_buffers */
@@ -78,10 +79,10 @@ static bool queue_usable(const struct virtio_net *net, unsigned index)
     return net->active && !net->broken && net->dev.queue_enabled[index];
 }
 
-static void fail(struct virtio_net *net)
+static void fail(struct virtio_net *net, unsigned queue, int err)
 {
     net->broken = true;
-    virtio_needs_reset(&net->dev);
+    virtio_needs_reset(&net->dev, queue, err);
 }
 
 /* ---- Transmit. ---- */
@@ -219,7 +220,7 @@ static void transmit(struct virtio_net *net)
     if (pushed)
         virtio_signal_used(&net->dev, NET_TXQ);
     if (r < 0)
-        fail(net);
+        fail(net, NET_TXQ, r);
 }
 
 /* ---- Receive. ---- */
@@ -279,8 +280,10 @@ static enum place_result fill_chains(struct virtio_net *net, const uint8_t *hdr,
             return DROPPED;
         struct virtq_elem *e = *n ? &net->rx_elem : &net->rx_first;
         int r = pop_rx(net, e, *n == 0);
-        if (r < 0)
+        if (r < 0) {
+            net->rx_error = r;
             return BROKEN;
+        }
         if (r == 0)
             return NO_ROOM;
         size_t w = write_span(e, hdr, frame, len, off);
@@ -353,7 +356,7 @@ static bool receive(void *opaque, const uint8_t *frame, size_t len)
         net->stats.rx_toobig++;
         return true;
     case BROKEN:
-        fail(net);
+        fail(net, NET_RXQ, net->rx_error);
         return true;
     case PLACED:
         break;

@@ -87,6 +87,8 @@ struct virtio_pci {
     atomic_uint isr;
     atomic_uint config_generation;
     atomic_bool live; /* DRIVER_OK and not NEEDS_RESET: kicks reach the device */
+    atomic_uint fault_reports;
+    char name[160]; /* "virtio-fs at PCI 00:05.0 (share 'job')", for the reports */
 
     int control_fd; /* wakes the loop for pending_op */
     enum vp_op pending_op;
@@ -127,17 +129,43 @@ static void signal_config(void *transport)
     notify_vector(vp, vector);
 }
 
-/* The driver broke the protocol: the device stops until the driver resets it (2.1.2). */
-static void needs_reset(void *transport)
+static void report_fault(struct virtio_pci *vp, unsigned queue, const char *why)
 {
-    struct virtio_pci *vp = transport;
+    if (!vp->host.report_fault)
+        return;
+    unsigned n = atomic_fetch_add(&vp->fault_reports, 1);
+    char line[256];
+    if (n < VIRTIO_PCI_MAX_FAULT_REPORTS)
+        snprintf(line, sizeof(line),
+                 "%s: the guest's driver broke queue %u (%s); the device is stopped until the "
+                 "driver resets it",
+                 vp->name, queue, why);
+    else if (n == VIRTIO_PCI_MAX_FAULT_REPORTS)
+        snprintf(line, sizeof(line), "%s: the guest's driver keeps breaking the device; further "
+                 "faults are not reported", vp->name);
+    else
+        return;
+    vp->host.report_fault(vp->host.ctx, line);
+}
+
+/* The driver broke the protocol: the device stops until the driver resets it (2.1.2). */
+static void stop_device(struct virtio_pci *vp, unsigned queue, const char *why)
+{
     atomic_store(&vp->live, false);
     pthread_mutex_lock(&vp->lock);
     bool was_live = vp->status & VIRTIO_STATUS_DRIVER_OK;
+    bool was_stopped = vp->status & VIRTIO_STATUS_NEEDS_RESET;
     vp->status |= VIRTIO_STATUS_NEEDS_RESET;
     pthread_mutex_unlock(&vp->lock);
+    if (!was_stopped)
+        report_fault(vp, queue, why);
     if (was_live)
         signal_config(vp);
+}
+
+static void needs_reset(void *transport, unsigned queue, int err)
+{
+    stop_device(transport, queue, virtq_error_text(err));
 }
 
 static const struct virtio_transport_ops transport_ops = {
@@ -190,30 +218,32 @@ static void do_reset(struct virtio_pci *vp)
     pthread_mutex_unlock(&vp->lock);
 }
 
-/* Sets up the rings the driver enabled; a ring outside RAM or misaligned is a driver error. */
-static bool init_queues(struct virtio_pci *vp)
+/* Sets up the rings the driver enabled; a ring outside RAM or misaligned is a driver error.
+ * Returns the index of such a queue, or -1 when all are good. */
+static int init_queues(struct virtio_pci *vp)
 {
     struct virtio_device *dev = vp->dev;
     bool event_idx = virtio_has_feature(dev, VIRTIO_F_EVENT_IDX);
     bool indirect = virtio_has_feature(dev, VIRTIO_F_INDIRECT_DESC);
     pthread_mutex_lock(&vp->lock);
-    bool ok = true;
-    for (unsigned i = 0; i < dev->num_queues && ok; i++) {
+    int bad = -1;
+    for (unsigned i = 0; i < dev->num_queues && bad < 0; i++) {
         struct vp_queue *q = &vp->queues[i];
         dev->queue_enabled[i] = q->enabled;
-        if (q->enabled)
-            ok = virtq_init(&dev->queues[i], vp->host.mem, q->size, q->desc, q->driver,
-                            q->device, event_idx, indirect) == 0;
+        if (q->enabled && virtq_init(&dev->queues[i], vp->host.mem, q->size, q->desc, q->driver,
+                                     q->device, event_idx, indirect) < 0)
+            bad = (int)i;
     }
     pthread_mutex_unlock(&vp->lock);
-    return ok;
+    return bad;
 }
 
 static void do_activate(struct virtio_pci *vp)
 {
     struct virtio_device *dev = vp->dev;
-    if (!init_queues(vp)) {
-        needs_reset(vp);
+    int bad = init_queues(vp);
+    if (bad >= 0) {
+        stop_device(vp, (unsigned)bad, "a queue size or ring address the device cannot use");
         return;
     }
     atomic_store(&vp->live, true);
@@ -530,6 +560,28 @@ static uint32_t class_for(uint32_t device_id)
     }
 }
 
+static const char *type_name(uint32_t device_id)
+{
+    switch (device_id) {
+    case VIRTIO_ID_NET: return "virtio-net";
+    case VIRTIO_ID_BLOCK: return "virtio-blk";
+    case VIRTIO_ID_CONSOLE: return "virtio-console";
+    case VIRTIO_ID_RNG: return "virtio-rng";
+    case VIRTIO_ID_VSOCK: return "virtio-vsock";
+    case VIRTIO_ID_FS: return "virtio-fs";
+    default: return "virtio device";
+    }
+}
+
+/* Once the bus has placed the function: "virtio-fs at PCI 00:05.0 (share 'job')". */
+static void set_name(struct virtio_pci *vp)
+{
+    const char *label = vp->host.label;
+    snprintf(vp->name, sizeof(vp->name), "%s at PCI 00:%02x.0%s%s%s", type_name(vp->dev->device_id),
+             vp->pci.slot, label ? " (" : "", label ? label : "", label ? ")" : "");
+    vp->host.label = NULL; /* the caller's string need not outlive the call */
+}
+
 static int add_virtio_cap(struct virtio_pci *vp, uint8_t type, uint32_t offset, uint32_t length,
                           size_t extra)
 {
@@ -626,8 +678,10 @@ static int build(struct virtio_pci *vp, char *error, size_t error_len)
         return r;
     }
     r = pci_bus_add(vp->host.bus, &vp->pci, error, error_len);
-    if (r == 0)
+    if (r == 0) {
+        set_name(vp);
         bind_ioeventfds(vp);
+    }
     return r;
 }
 

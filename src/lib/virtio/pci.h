@@ -47,8 +47,16 @@ struct virtio_pci_host {
      * NULL, or a failure, leaves kicks to the BAR write handler, which is slower but equal. */
     int (*add_ioeventfd)(void *ctx, uint64_t addr, unsigned len, int eventfd);
     void (*remove_ioeventfd)(void *ctx, uint64_t addr, unsigned len, int eventfd);
+    /* Takes one line when the guest's driver broke the device's rules and the device stopped
+     * (at most VIRTIO_PCI_MAX_FAULT_REPORTS per device, then one saying so). May be NULL. */
+    void (*report_fault)(void *ctx, const char *line);
     void *ctx;
+    /* What the user calls this device, for the reports ("share 'job'"); NULL: none. */
+    const char *label;
 };
+
+/* A guest that breaks its rings on purpose, again and again, must not flood the host's log. */
+#define VIRTIO_PCI_MAX_FAULT_REPORTS 8
 
 struct virtio_pci;
 

@@ -235,6 +235,16 @@ int virtq_pop(struct virtq *q, struct virtq_elem *elem)
     return 1;
 }
 
+const char *virtq_error_text(int err)
+{
+    switch (err) {
+    case -EFAULT: return "a buffer or ring outside guest RAM";
+    case -ELOOP: return "a descriptor chain that loops";
+    case -E2BIG: return "a descriptor chain of more than 256 buffers or 4 GiB";
+    default: return "a malformed ring or descriptor chain";
+    }
+}
+
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written)
 {
     uint8_t *used = used_ring(q);

@@ -76,6 +76,9 @@ int virtq_pop(struct virtq *q, struct virtq_elem *elem);
 /* Returns a chain to the driver with `written` bytes written into its writable buffers. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written);
 
+/* What a virtq_pop error means, as a phrase for a report: "a buffer outside guest RAM". */
+const char *virtq_error_text(int err);
+
 /*
  * Whether the driver wants an interrupt for what was pushed since the last call that returned
  * true: VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with VIRTIO_F_EVENT_IDX.

@@ -87,7 +87,7 @@ static void drain(struct virtio_rng *rng)
         virtio_signal_used(&rng->dev, RNG_REQUESTQ);
     if (r < 0) {
         rng->broken = true;
-        virtio_needs_reset(&rng->dev);
+        virtio_needs_reset(&rng->dev, RNG_REQUESTQ, r);
     }
 }
 

@@ -628,13 +628,13 @@ static void on_conn_event(void *opaque, uint32_t events)
 
 /* ---- Packets to the guest. ---- */
 
-static void fail(struct virtio_vsock *v)
+static void fail(struct virtio_vsock *v, unsigned queue, int err)
 {
     v->broken = true;
     pthread_mutex_lock(&v->lock);
     v->driver_ok = false;
     pthread_mutex_unlock(&v->lock);
-    virtio_needs_reset(&v->dev);
+    virtio_needs_reset(&v->dev, queue, err);
 }
 
 /*
@@ -802,7 +802,7 @@ static void deliver(struct virtio_vsock *v)
             break;
         int r = get_rx(v);
         if (r < 0)
-            fail(v);
+            fail(v, VSOCK_RXQ, r);
         if (r <= 0)
             break;
         if (!c) {
@@ -1018,7 +1018,7 @@ static void transmit(struct virtio_vsock *v)
     if (pushed)
         virtio_signal_used(&v->dev, VSOCK_TXQ);
     if (r < 0)
-        fail(v);
+        fail(v, VSOCK_TXQ, r);
 }
 
 /* ---- Requests from other threads. ---- */

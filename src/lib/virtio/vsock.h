@@ -30,8 +30,6 @@
 #include "io_loop.h"
 #include "virtio/device.h"
 
-#define VIRTIO_ID_VSOCK 19
-
 /*
  * guest_cid: the guest's CID (>= 3). uds_path: NULL, or where to listen for host programs
  * (bound here; must not exist; unlinked by destroy). loop: the VM's I/O loop, on which the

@@ -67,11 +67,29 @@ verdicts() {
     fi
 }
 
+# fault_reports NAME TYPE SUFFIX: cove told of the device's stops on stderr, naming the device
+# ("TYPE at PCI 00:SS.0SUFFIX", SUFFIX " (disk '...')" or empty) and the queue, in no more lines
+# than its cap (8, then one saying that further ones are not reported).
+fault_reports() {
+    tr -d '\r' < "$WORK/$1.err" | grep -F "cove: warning: $2 at PCI " > "$WORK/$1.$2.faults"
+    _n=$(wc -l < "$WORK/$1.$2.faults")
+    if ! grep -qF ".0$3: the guest's driver broke queue " "$WORK/$1.$2.faults"; then
+        fail "$1: no warning on cove's stderr that the guest broke a queue of $2$3"
+        show "$WORK/$1.err"
+    elif [ "$_n" -gt 9 ]; then
+        fail "$1: $_n warnings about $2: more than the cap of 8 and one more"
+    elif [ "$_n" -eq 9 ] && ! tail -n 1 "$WORK/$1.$2.faults" | grep -qF 'further faults are not reported'; then
+        fail "$1: the last of 9 warnings about $2 does not say that further ones are not reported"
+    fi
+}
+
 if expect_status hostile 0; then
     has_line "$WORK/hostile.out" HOSTILE-GUEST-DONE || fail "hostile: no HOSTILE-GUEST-DONE from the guest"
     verdicts hostile "$WORK/hostile.out" 2
 fi
 no_crash hostile
+fault_reports hostile virtio-blk " (disk '$WORK/victim.img')"
+fault_reports hostile virtio-rng ''
 if ! cmp -s "$WORK/victim.img" "$WORK/expected.img"; then
     fail "hostile: the disk image is not the original plus sector 7 from the rebound driver"
     cmp "$WORK/victim.img" "$WORK/expected.img" | sed 's/^/  | /'
@@ -109,5 +127,6 @@ if expect_status console 0; then
     fi
 fi
 no_crash console
+fault_reports console virtio-console ' (console)'
 
 finish

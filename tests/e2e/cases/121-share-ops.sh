@@ -8,6 +8,8 @@
 
 # The 256 MiB copy takes minutes in the nested test host.
 COVE_RUN_TIMEOUT=480
+# Room for the stall report below when the run fails.
+SHOW_LINES=100
 [ -x "${MMAP_CAT:-}" ] || fail "MMAP_CAT '${MMAP_CAT:-}' is not an executable (run.sh --mmap-cat)"
 share=$WORK/share
 mkdir -p "$share/many" "$share/gone"
@@ -36,8 +38,24 @@ want_owner=1234:5678
 ) &
 watcher=$!
 
+# A copy that stalls (once, in a CI run: see docs/testing.md) says where, on stderr, before the
+# bound stops the run: how far it got, where cp sleeps, and the guest kernel's blocked tasks
+# (sysrq w).
 exec_run ops --memory 512M --share "$share:/job" --workdir /job -- sh -c '
-    cp big big.copy && echo copied
+    cp big big.copy & cp_pid=$!
+    (
+        waited=0
+        while kill -0 $cp_pid 2>/dev/null; do
+            sleep 1
+            waited=$((waited + 1))
+            [ $waited = 300 ] || continue
+            echo "cp stalled: big.copy has $(stat -c %s big.copy) bytes after 300 s," \
+                "cp waits in $(cat /proc/$cp_pid/wchan)" >&2
+            echo w > /proc/sysrq-trigger
+            dmesg | tail -n 80 >&2
+        done
+    ) &
+    wait $cp_pid && echo copied
     echo "mapped=$(./mmap_cat mapped | md5sum | cut -d" " -f1)"
     echo one > appended && echo two >> appended
     head -c 1000 /dev/zero > truncated && truncate -s 10 truncated
