@@ -14,7 +14,9 @@ packages=(
     linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils  # the guest kernel
     busybox-static                                 # the default guest userspace
     e2fsprogs                                      # disk images for the tests (mke2fs -d, debugfs)
-    qemu-system-x86                                # the nested test host and the benchmarks' reference
+    qemu-system-x86                                # the nested test host, the benchmarks' reference,
+                                                   # the front-end in tests/interop
+    python3                                        # test result counting; tests/interop's bad front-end
     fio                                            # the disk benchmark (bench/disk.sh)
     iperf3                                         # the network benchmark (bench/net.sh), carried into its guests
 )

@@ -59,6 +59,7 @@ PY
 run_suite build unit "unit tests"
 run_suite build-asan unit "unit tests under ASan+UBSan"
 run_suite build-fuzz fuzz "fuzz targets (bounded runs)"
+run_suite build interop "cove virtiofsd under QEMU (vhost-user-fs)" --verbose
 run_suite build e2e "end-to-end on real KVM" --verbose
 
 echo "$passed passed, $failed failed"

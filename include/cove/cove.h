@@ -469,6 +469,31 @@ int cove_vm_copy_out(cove_vm *vm, const char *guest_path, int dst_fd, int timeou
  */
 int cove_vm_agent_shutdown(cove_vm *vm, int timeout_ms, cove_error *error);
 
+/* ---- A share for another VMM (vhost-user-fs, as virtiofsd) ---- */
+
+typedef struct cove_fs_serve_options {
+    const char *socket_path; /* the Unix socket to create (it must not exist); removed again */
+    const char *host_dir;    /* the directory to share, as with cove_config_add_share */
+    bool read_only;
+    cove_share_cache cache;
+    int stop_fd; /* serving ends when this becomes readable (a signalfd, say); -1: none */
+} cove_fs_serve_options;
+
+/* No paths, read-write, COVE_SHARE_CACHE_AUTO, stop_fd -1. */
+void cove_fs_serve_options_init(cove_fs_serve_options *options);
+
+/*
+ * Serves host_dir to another VMM's guest as a virtio-fs device over vhost-user, as virtiofsd
+ * does for QEMU (-device vhost-user-fs-pci) or Cloud Hypervisor (--fs): listens on
+ * socket_path, takes one front-end, and serves it until it disconnects or stop_fd is
+ * readable, with the same FUSE server and the same confinement as a cove VM's shares. The
+ * front-end must share its guest RAM (QEMU: a memory backend with share=on). Blocks in the
+ * calling thread. Returns 0 then, or a negative errno with error filled: -ENOENT or
+ * -ENOTDIR (host_dir), -EADDRINUSE (socket_path exists), -EPROTO (the front-end broke the
+ * protocol).
+ */
+int cove_fs_serve(const cove_fs_serve_options *options, cove_error *error);
+
 #ifdef __cplusplus
 }
 #endif

@@ -119,6 +119,9 @@ int apply_default_image(cove_config *config, const struct run_options *opts);
 /* `cove run ... -- CMD`: boots, runs CMD through cove-agent, returns the exit status. */
 int run_command(cove_config *config, const struct run_options *opts, uint64_t started_ns);
 
+/* cove virtiofsd (virtiofsd.c): argv[0] is "virtiofsd". Returns the exit status. */
+int cmd_virtiofsd(int argc, char **argv);
+
 /* The terminal as we found it, restored on every way out. */
 struct terminal {
     bool saved;

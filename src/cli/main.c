@@ -25,6 +25,8 @@ static void usage(FILE *out)
             "usage: cove run [options] [--] CMD [ARG...]   run CMD in a fresh VM\n"
             "       cove run [options]                     boot a VM on the console\n"
             "       cove limits\n"
+            "       cove virtiofsd --socket-path PATH --shared-dir DIR [--readonly]\n"
+            "                      [--cache MODE]   serve DIR to another VMM (vhost-user-fs)\n"
             "       cove --help | --version\n"
             "\n"
             "run options:\n"
@@ -523,6 +525,8 @@ int main(int argc, char **argv)
         return cmd_run(argc - 1, argv + 1, started_ns);
     if (strcmp(command, "limits") == 0)
         return cmd_limits();
+    if (strcmp(command, "virtiofsd") == 0)
+        return cmd_virtiofsd(argc - 1, argv + 1);
     fprintf(stderr, "cove: unknown command '%s' (see cove --help)\n", command);
     return EXIT_USAGE;
 }

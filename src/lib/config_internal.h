@@ -11,6 +11,8 @@
 
 #include <cove/cove.h>
 
+#include "fs/fuse_server.h"
+
 /* The guest kernel is built with NR_CPUS=64 and the ACPI MADT cove writes holds 64 LAPICs. */
 #define COVE_CPU_CAP 64u
 /* Cove's own ceiling on guest RAM, whatever the host has. */
@@ -99,5 +101,8 @@ __attribute__((format(printf, 3, 4))) void config_report(config_problem_fn probl
 void config_free_network(cove_config *config);
 int config_copy_network(cove_config *copy, const cove_config *config);
 void config_check_network(const cove_config *config, config_problem_fn problem, void *report);
+
+/* The FUSE server's cache mode for a share's (config_share.c). */
+enum fuse_cache share_fuse_cache(cove_share_cache cache);
 
 #endif

@@ -151,3 +151,16 @@ void config_check_shares(const cove_config *config, config_problem_fn problem, v
         check_share_dir(&config->shares[i], problem, report);
     }
 }
+
+enum fuse_cache share_fuse_cache(cove_share_cache cache)
+{
+    switch (cache) {
+    case COVE_SHARE_CACHE_NEVER:
+        return FUSE_CACHE_NEVER;
+    case COVE_SHARE_CACHE_ALWAYS:
+        return FUSE_CACHE_ALWAYS;
+    case COVE_SHARE_CACHE_AUTO:
+        break;
+    }
+    return FUSE_CACHE_AUTO;
+}

@@ -42,8 +42,36 @@ void guest_mem_destroy(struct guest_mem *mem)
     *mem = (struct guest_mem){.memfd = -1};
 }
 
+int guest_mem_add_region(struct guest_mem *mem, uint64_t gpa, uint64_t size, uint8_t *host)
+{
+    if (size == 0 || !host || gpa + size < gpa)
+        return -EINVAL;
+    if (mem->region_count == GUEST_MEM_MAX_REGIONS)
+        return -ENOSPC;
+    for (unsigned i = 0; i < mem->region_count; i++) {
+        const struct guest_mem_region *r = &mem->regions[i];
+        if (gpa < r->gpa + r->size && r->gpa < gpa + size)
+            return -EINVAL;
+    }
+    mem->regions[mem->region_count++] = (struct guest_mem_region){gpa, size, host};
+    return 0;
+}
+
+static void *region_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+    for (unsigned i = 0; i < mem->region_count; i++) {
+        const struct guest_mem_region *r = &mem->regions[i];
+        /* No sum can overflow: r->gpa + r->size was checked when the region was added. */
+        if (gpa >= r->gpa && gpa - r->gpa < r->size)
+            return len <= r->size - (gpa - r->gpa) ? r->host + (gpa - r->gpa) : NULL;
+    }
+    return NULL;
+}
+
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
 {
+    if (mem->region_count)
+        return region_ptr(mem, gpa, len);
     if (!mem->host)
         return NULL;
     /* Written so that no sum can overflow: gpa and len come from the guest. */

@@ -710,24 +710,11 @@ static int add_virtio(cove_vm *vm, struct virtio_device *dev, const char *label,
     return 0;
 }
 
-static enum fuse_cache fuse_cache_of(cove_share_cache cache)
-{
-    switch (cache) {
-    case COVE_SHARE_CACHE_NEVER:
-        return FUSE_CACHE_NEVER;
-    case COVE_SHARE_CACHE_ALWAYS:
-        return FUSE_CACHE_ALWAYS;
-    case COVE_SHARE_CACHE_AUTO:
-        break;
-    }
-    return FUSE_CACHE_AUTO;
-}
-
 /* One share: its FUSE server, then the virtio-fs device that owns it. */
 static int add_share(cove_vm *vm, const struct cove_share_config *share, cove_error *error)
 {
     const struct fuse_server_options options = {.read_only = share->read_only,
-                                                 .cache = fuse_cache_of(share->cache)};
+                                                 .cache = share_fuse_cache(share->cache)};
     struct fuse_server *server;
     int r = fuse_server_new(share->host_dir, &options, &server);
     if (r < 0) {
