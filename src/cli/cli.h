@@ -136,6 +136,9 @@ struct terminal {
 void terminal_raw(struct terminal *term, bool keep_signals);
 void terminal_restore(struct terminal *term);
 
+/* Blocks SIGINT, SIGTERM and SIGHUP and returns a signalfd for them (-1 with errno). */
+int open_stop_signal_fd(void);
+
 /* A cove_warning_fn: "cove: warning: LINE" on stderr, readable on a raw terminal too. */
 void print_vm_warning(cove_vm *vm, const char *line, void *opaque);
 

@@ -376,14 +376,8 @@ static int exit_status(const cove_exit *exit_info, int stopped_by)
 
 static int run_vm(const cove_config *config, const struct run_options *opts, uint64_t started_ns)
 {
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGHUP);
-    /* Blocked before libcove starts threads, so only the signalfd ever sees them. */
-    sigprocmask(SIG_BLOCK, &stop_signals, NULL);
-    int signal_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    /* Before libcove starts threads, so only the signalfd ever sees them. */
+    int signal_fd = open_stop_signal_fd();
     if (signal_fd < 0) {
         fprintf(stderr, "cove: signalfd: %s\n", strerror(errno));
         return EXIT_HOST_FAILED;

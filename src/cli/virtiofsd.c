@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -91,14 +90,8 @@ int cmd_virtiofsd(int argc, char **argv)
     int status = parse_virtiofsd_args(argc, argv, &options);
     if (status >= 0)
         return status;
-    sigset_t stop_signals;
-    sigemptyset(&stop_signals);
-    sigaddset(&stop_signals, SIGINT);
-    sigaddset(&stop_signals, SIGTERM);
-    sigaddset(&stop_signals, SIGHUP);
     /* A signal ends the serving through the loop, so the socket file is always removed. */
-    sigprocmask(SIG_BLOCK, &stop_signals, NULL);
-    options.stop_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+    options.stop_fd = open_stop_signal_fd();
     if (options.stop_fd < 0) {
         fprintf(stderr, "cove: signalfd: %s\n", strerror(errno));
         return EXIT_HOST_FAILED;

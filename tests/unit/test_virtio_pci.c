@@ -185,19 +185,23 @@ static void put16(struct bench *b, uint64_t gpa, uint16_t v)
     p[1] = (uint8_t)(v >> 8);
 }
 
-/* The driver's start-up (3.1.1) with queue 0 at good addresses and empty, up to DRIVER_OK. */
-static void bring_up(struct bench *b)
+/* The driver's start-up (3.1.1) up to FEATURES_OK. */
+static void negotiate(struct bench *b)
 {
-    put16(b, AVAIL_GPA + 2, 0); /* avail->idx */
     bar_write(b, DEVICE_STATUS, 0, 1); /* reset */
     bar_write(b, DEVICE_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
     bar_write(b, DRIVER_FEATURE_SELECT, 1, 4);
     bar_write(b, DRIVER_FEATURE, 1, 4); /* VIRTIO_F_VERSION_1 */
     bar_write(b, DEVICE_STATUS,
               VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
+}
+
+/* Queue 0 with its descriptor table at desc, then DRIVER_OK. */
+static void enable_and_go(struct bench *b, uint64_t desc)
+{
     bar_write(b, QUEUE_SELECT, 0, 2);
     bar_write(b, QUEUE_SIZE_REG, QUEUE_SIZE, 2);
-    bar_write(b, QUEUE_DESC, DESC_GPA, 8);
+    bar_write(b, QUEUE_DESC, desc, 8);
     bar_write(b, QUEUE_DRIVER, AVAIL_GPA, 8);
     bar_write(b, QUEUE_DEVICE, USED_GPA, 8);
     bar_write(b, QUEUE_ENABLE, 1, 2);
@@ -205,6 +209,14 @@ static void bring_up(struct bench *b)
               VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
                   VIRTIO_STATUS_DRIVER_OK,
               1);
+}
+
+/* The whole start-up with queue 0 at good addresses and empty. */
+static void bring_up(struct bench *b)
+{
+    put16(b, AVAIL_GPA + 2, 0); /* avail->idx */
+    negotiate(b);
+    enable_and_go(b, DESC_GPA);
     assert_int_equal(status(b) & VIRTIO_STATUS_NEEDS_RESET, 0);
 }
 
@@ -259,20 +271,8 @@ static void test_fault_reported_once_per_stop(void **state)
 static void test_rings_outside_ram_reported(void **state)
 {
     struct bench *b = *state;
-    bar_write(b, DEVICE_STATUS, 0, 1);
-    bar_write(b, DEVICE_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER, 1);
-    bar_write(b, DRIVER_FEATURE_SELECT, 1, 4);
-    bar_write(b, DRIVER_FEATURE, 1, 4);
-    bar_write(b, DEVICE_STATUS,
-              VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK, 1);
-    bar_write(b, QUEUE_DESC, MEM_SIZE - 16, 8); /* the table runs off the end of RAM */
-    bar_write(b, QUEUE_DRIVER, AVAIL_GPA, 8);
-    bar_write(b, QUEUE_DEVICE, USED_GPA, 8);
-    bar_write(b, QUEUE_ENABLE, 1, 2);
-    bar_write(b, DEVICE_STATUS,
-              VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
-                  VIRTIO_STATUS_DRIVER_OK,
-              1);
+    negotiate(b);
+    enable_and_go(b, MEM_SIZE - 16); /* the table runs off the end of RAM */
     assert_true(status(b) & VIRTIO_STATUS_NEEDS_RESET);
     assert_int_equal(lines(b), 1);
     assert_non_null(strstr(b->lines[0], "broke queue 0 (a queue size or ring address the device "
