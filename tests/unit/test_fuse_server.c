@@ -787,6 +787,24 @@ static void test_destroy(void **state)
     assert_true(lookup_ok(b, ROOT, "f") > ROOT);
 }
 
+/* A second INIT is a new connection (a guest rebooted behind vhost-user, no DESTROY): the
+ * old one's references and handles are dropped, as DESTROY would. */
+static void test_second_init_starts_over(void **state)
+{
+    struct bench *b = *state;
+    host_file(b, "f", "x");
+    uint64_t f = lookup_ok(b, ROOT, "f");
+    uint64_t fh;
+    assert_int_equal(open_node(b, f, O_RDONLY, &fh), 0);
+    init_server(b);
+    assert_int_equal(getattr(b, f, NULL), -ESTALE);
+    int err;
+    read_at(b, fh, 0, 1, &err);
+    assert_int_equal(err, -EBADF);
+    assert_int_equal(getattr(b, ROOT, NULL), 0);
+    assert_true(lookup_ok(b, ROOT, "f") > ROOT);
+}
+
 static void test_enosys(void **state)
 {
     struct bench *b = *state;
@@ -1071,6 +1089,7 @@ int main(void)
         T(test_readdir_paged),
         T(test_forget),
         T(test_destroy),
+        T(test_second_init_starts_over),
         T(test_enosys),
         cmocka_unit_test_setup_teardown(test_table_caps, setup_small, teardown),
         cmocka_unit_test_setup_teardown(test_read_only, setup_ro, teardown),

@@ -144,6 +144,11 @@ void *fuse_reply_buf(struct fuse_server *s, struct fuse_req *r, size_t len)
 static int do_init(struct fuse_server *s, struct fuse_req *r)
 {
     const struct fuse_init_in *in = (const void *)r->arg;
+    /* Linux sends INIT once per connection, so a second one is a new driver (a guest that
+     * rebooted under a vhost-user front-end, which tells us nothing else): the old one's
+     * references are gone and must not pile up against the table caps. */
+    if (s->initialized)
+        fuse_forget_all(s);
     struct fuse_init_out *out = fuse_reply_buf(s, r, sizeof(*out));
     if (!out)
         return -EINVAL;
