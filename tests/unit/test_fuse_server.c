@@ -257,6 +257,9 @@ static void test_init(void **state)
     assert_int_equal(o->flags, FUSE_DO_READDIRPLUS | FUSE_ASYNC_DIO); /* locks stay in the guest */
     assert_int_equal(o->max_readahead, 4096);
     assert_true(o->max_write >= 128 * 1024);
+    /* A request's chain must fit the 256 buffers the queues take: 252 pages and 4 more. */
+    assert_int_equal(o->max_pages, 252);
+    assert_int_equal(o->max_write, 252 * 4096);
 
     in.minor = 99; /* a newer kernel: our header's minor */
     call(b, FUSE_INIT, 0, &in, sizeof(in), &err);
@@ -418,9 +421,9 @@ static void test_create_write_read(void **state)
     release(b, fh);
 }
 
-/* 1 MiB written from 257 readable buffers and read back into 257 writable ones, straight
+/* 1008 KiB written from 253 readable buffers and read back into 253 writable ones, straight
  * between the file and the buffers. */
-#define BIG (1024 * 1024)
+#define BIG (252 * 4096) /* max_write: the most one request carries */
 #define SEG 4096
 static void test_big_multi_iovec(void **state)
 {

@@ -246,8 +246,7 @@ static void test_malformed_messages_refused(void **state)
     assert_int_equal(send_state(b, VHOST_USER_SET_VRING_NUM, VHOST_USER_FS_MAX_QUEUES, 16, NULL),
                      -EPROTO);
     assert_int_equal(send_state(b, VHOST_USER_SET_VRING_ENABLE, REQUEST, 2, NULL), -EPROTO);
-    assert_int_equal(send_state(b, VHOST_USER_SET_VRING_NUM, REQUEST, 1024, NULL), -EPROTO);
-    assert_non_null(strstr(b->error, "queue-size=256 or less"));
+    assert_int_equal(send_state(b, VHOST_USER_SET_VRING_NUM, REQUEST, 65536, NULL), -EPROTO);
     /* A descriptor where none belongs is closed, not kept. */
     int stray = dup_of(b->call);
     assert_int_equal(send_msg(b, VHOST_USER_SET_OWNER, NULL, 0, &stray, 1, NULL), -EPROTO);

@@ -355,13 +355,8 @@ static int vring_state(struct vhost_user_fs *vu, const struct vhost_user_msg *ms
                               msg->request, index, num);
     switch (msg->request) {
     case VHOST_USER_SET_VRING_NUM:
-        /* Linux sizes requests by the queue (size - 4 pages of data), so a longer queue
-         * would bring chains virtq_pop refuses, and a hung mount; better to say so now. */
-        if (num > VIRTQ_MAX_SEGMENTS)
-            return protocol_error(error, error_len,
-                                  "vhost-user: queue %u of %u entries: cove takes at most %u "
-                                  "(QEMU: queue-size=%u or less)",
-                                  index, num, VIRTQ_MAX_SEGMENTS, VIRTQ_MAX_SEGMENTS);
+        /* Any size virtq_init takes: requests stay within VIRTQ_MAX_SEGMENTS buffers however
+         * long the queue, since the FUSE server caps their pages in INIT. */
         vq->num = (uint16_t)num;
         return 0;
     case VHOST_USER_SET_VRING_BASE:
