@@ -3,10 +3,9 @@
 # the project's guest kernel and initramfs, its guest mounts the share through cove's server
 # and works on it, and the host checks the results: reads, a 32 MiB copy and 4 MiB direct
 # writes on a 1024-entry queue compared by checksum, rename, symlink, a 1,000-entry folder, a
-# read-only share refusing writes. Then
-# what a user can get wrong (no such directory, a socket path in use, missing options), a
-# stop by SIGTERM, and a front-end that sends garbage: each one line, its exit status, and
-# no socket file left behind.
+# read-only share refusing writes. Then what a user can get wrong (no such directory, a
+# socket path in use, missing options), a stop by SIGTERM, and a front-end that sends
+# garbage: each one line, its exit status, and no socket file left behind.
 #
 # QEMU runs with TCG: the front-end's accelerator is nothing to the back-end, which sees the
 # same messages and rings either way, and TCG runs this guest on any host (it boots in a few
