@@ -200,7 +200,8 @@ static void stop_queue(struct vhost_user_fs *vu, struct vu_queue *vq)
     vq->broken = false;
 }
 
-/* The front-end's address of a ring, as a guest address in the lent RAM; 0 when outside. */
+/* The front-end's address of a ring, as a guest address in the lent RAM; UINT64_MAX when
+ * outside every region. */
 static uint64_t ring_gpa(const struct vhost_user_fs *vu, uint64_t uva)
 {
     for (unsigned i = 0; i < vu->region_count; i++) {
