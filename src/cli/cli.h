@@ -94,6 +94,8 @@ bool parse_decimal(const char *text, size_t len, uint64_t min, uint64_t max, uin
 
 /* --share HOST_DIR:GUEST_PATH[:ro] (shares.c): a share in config, a mount for the agent. */
 int parse_share(cove_config *config, struct run_options *opts, const char *arg);
+/* A cache mode by its name ("auto", "never", "always"): false for any other. */
+bool share_cache_from_name(const char *name, size_t len, cove_share_cache *cache);
 /* With shares configured: one warning line on stderr when the descriptor limit (already
  * raised as far as cove may) leaves a share fewer cached files than SHARE_FILE_LIMIT_WANTED/2
  * (libcove caps a share at half the soft limit), naming the limit and the fix. */

@@ -52,34 +52,40 @@ struct share_options {
     cove_share_cache cache;
 };
 
+bool share_cache_from_name(const char *name, size_t len, cove_share_cache *cache)
+{
+    static const struct {
+        const char *name;
+        cove_share_cache cache;
+    } modes[] = {
+        {"auto", COVE_SHARE_CACHE_AUTO},
+        {"never", COVE_SHARE_CACHE_NEVER},
+        {"always", COVE_SHARE_CACHE_ALWAYS},
+    };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (strlen(modes[i].name) == len && memcmp(name, modes[i].name, len) == 0) {
+            *cache = modes[i].cache;
+            return true;
+        }
+    }
+    return false;
+}
+
 /* Takes one trailing ":WORD" off arg[0..*len) into *o: true if it was an option. */
 static bool take_share_option(const char *arg, size_t *len, struct share_options *o)
 {
-    static const struct {
-        const char *word;
-        int read_only; /* -1: not this option's business */
-        int cache;
-    } words[] = {
-        {"ro", 1, -1}, {"rw", 0, -1},
-        {"cache=auto", -1, COVE_SHARE_CACHE_AUTO},
-        {"cache=never", -1, COVE_SHARE_CACHE_NEVER},
-        {"cache=always", -1, COVE_SHARE_CACHE_ALWAYS},
-    };
     const char *colon = memrchr(arg, ':', *len);
     if (!colon)
         return false;
-    size_t word_len = *len - (size_t)(colon + 1 - arg);
-    for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
-        if (strlen(words[i].word) != word_len || memcmp(colon + 1, words[i].word, word_len))
-            continue;
-        if (words[i].read_only >= 0)
-            o->read_only = words[i].read_only;
-        if (words[i].cache >= 0)
-            o->cache = (cove_share_cache)words[i].cache;
-        *len = (size_t)(colon - arg);
-        return true;
-    }
-    return false;
+    const char *word = colon + 1;
+    size_t word_len = *len - (size_t)(word - arg);
+    if (word_len == 2 && (memcmp(word, "ro", 2) == 0 || memcmp(word, "rw", 2) == 0))
+        o->read_only = word[1] == 'o';
+    else if (word_len <= 6 || memcmp(word, "cache=", 6) != 0 ||
+             !share_cache_from_name(word + 6, word_len - 6, &o->cache))
+        return false;
+    *len = (size_t)(colon - arg);
+    return true;
 }
 
 int parse_share(cove_config *config, struct run_options *opts, const char *arg)

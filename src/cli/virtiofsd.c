@@ -26,17 +26,8 @@ static void virtiofsd_usage(FILE *out)
 
 static int parse_cache(const char *text, cove_share_cache *cache)
 {
-    static const struct { const char *name; cove_share_cache cache; } modes[] = {
-        {"auto", COVE_SHARE_CACHE_AUTO},
-        {"never", COVE_SHARE_CACHE_NEVER},
-        {"always", COVE_SHARE_CACHE_ALWAYS},
-    };
-    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-        if (strcmp(text, modes[i].name) == 0) {
-            *cache = modes[i].cache;
-            return 0;
-        }
-    }
+    if (share_cache_from_name(text, strlen(text), cache))
+        return 0;
     fprintf(stderr, "cove: --cache '%s': use auto, never or always\n", text);
     return -1;
 }

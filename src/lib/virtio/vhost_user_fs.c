@@ -121,6 +121,12 @@ static void put_reply(struct vhost_user_msg *reply, uint32_t request, const void
     memcpy(reply->payload, payload, size);
 }
 
+/* Queue i as it is before the front-end says anything about it. */
+static void init_queue(struct vhost_user_fs *vu, unsigned i)
+{
+    vu->queues[i] = (struct vu_queue){vu, i, .kick_fd = -1, .call_fd = -1, .err_fd = -1};
+}
+
 struct vhost_user_fs *vhost_user_fs_new(struct fuse_server *server, struct io_loop *loop)
 {
     struct vhost_user_fs *vu = calloc(1, sizeof(*vu));
@@ -130,7 +136,7 @@ struct vhost_user_fs *vhost_user_fs_new(struct fuse_server *server, struct io_lo
     vu->loop = loop;
     vu->mem.memfd = -1;
     for (unsigned i = 0; i < VHOST_USER_FS_MAX_QUEUES; i++)
-        vu->queues[i] = (struct vu_queue){vu, i, .kick_fd = -1, .call_fd = -1, .err_fd = -1};
+        init_queue(vu, i);
     return vu;
 }
 
@@ -392,15 +398,21 @@ static int vring_addr(struct vhost_user_fs *vu, const struct vhost_user_msg *msg
     return 0;
 }
 
-static void reset_session(struct vhost_user_fs *vu)
+/* Stops every queue and gives back every descriptor the front-end lent for them. */
+static void release_queues(struct vhost_user_fs *vu)
 {
     for (unsigned i = 0; i < VHOST_USER_FS_MAX_QUEUES; i++) {
         struct vu_queue *vq = &vu->queues[i];
         stop_queue(vu, vq);
         close_fd(&vq->call_fd);
         close_fd(&vq->err_fd);
-        *vq = (struct vu_queue){vu, i, .kick_fd = -1, .call_fd = -1, .err_fd = -1};
+        init_queue(vu, i);
     }
+}
+
+static void reset_session(struct vhost_user_fs *vu)
+{
+    release_queues(vu);
     vu->features = 0;
     fuse_server_reset(vu->server);
 }
@@ -520,11 +532,7 @@ void vhost_user_fs_free(struct vhost_user_fs *vu)
 {
     if (!vu)
         return;
-    for (unsigned i = 0; i < VHOST_USER_FS_MAX_QUEUES; i++) {
-        stop_queue(vu, &vu->queues[i]);
-        close_fd(&vu->queues[i].call_fd);
-        close_fd(&vu->queues[i].err_fd);
-    }
+    release_queues(vu);
     unmap_regions(vu);
     free(vu);
 }
