@@ -37,7 +37,7 @@ import json, re, sys
 ok = bad = 0
 report = open(sys.argv[3], "a")
 def failed_lines(out):
-    pats = (r"^\[  FAILED  \] \S", r"^\s*FAIL\s", r"^COVE-E2E \S+ FAIL", r"^==\d+==ERROR", r"runtime error:",
+    pats = (r"^\[  FAILED  \] \S", r"^\s*FAIL\s", r"^COVE-E2E \S+ FAIL", r"^==\d+== ?ERROR", r"runtime error:",
             r"^SUMMARY: ", r"deadly signal", r"^Test \S+ failed", r"^.*: error: ")
     hits = [l for l in out.splitlines() if any(re.search(p, l) for p in pats)]
     return hits[:12] or out.strip().splitlines()[-8:]

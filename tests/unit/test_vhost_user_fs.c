@@ -282,6 +282,27 @@ static void test_rings_outside_lent_ram_refused(void **state)
     assert_non_null(strstr(b->error, "outside the memory table"));
 }
 
+/* Two regions of one file: its halves at two guest addresses are fine, the same bytes at two
+ * are not (a device writing at one address would change what it reads at the other). */
+static void test_file_lent_twice_refused(void **state)
+{
+    struct bench *b = *state;
+    const uint64_t half = RAM_SIZE / 2;
+    uint8_t table[8 + 64] = {2};
+    uint64_t regions[8] = {0, half, uva_of(b, 0), 0,             /* the first half */
+                           1ULL << 32, half, uva_of(b, half), half}; /* the second, high */
+    memcpy(table + 8, regions, sizeof(regions));
+    int fds[2] = {dup_of(b->memfd), dup_of(b->memfd)};
+    assert_int_equal(send_msg(b, VHOST_USER_SET_MEM_TABLE, table, sizeof(table), fds, 2, NULL), 0);
+    regions[7] = half - 4096; /* the second region now starts one page into the first */
+    memcpy(table + 8, regions, sizeof(regions));
+    int again[2] = {dup_of(b->memfd), dup_of(b->memfd)};
+    assert_int_equal(send_msg(b, VHOST_USER_SET_MEM_TABLE, table, sizeof(table), again, 2, NULL),
+                     -EPROTO);
+    assert_non_null(strstr(b->error, "memory region 1"));
+    assert_false(fd_open(again[0]) || fd_open(again[1]));
+}
+
 /* The guest breaks its ring: the queue stops, its error descriptor fires, nothing crashes. */
 static void test_broken_ring_stops_queue(void **state)
 {
@@ -304,6 +325,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_init_served_through_lent_ram, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_messages_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rings_outside_lent_ram_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_file_lent_twice_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_ring_stops_queue, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -506,13 +506,59 @@ static void test_init_checks(void **state)
     assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, X86_HIGH_RAM_START, false, false),
                      -EINVAL);
     /* The exact fits, and the extreme sizes. */
-    assert_int_equal(virtq_init(&q, m, 16, MEM_SIZE - 0x100, MEM_SIZE - 38, MEM_SIZE - 140, false,
-                                false), 0);
+    assert_int_equal(virtq_init(&q, m, 16, MEM_SIZE - 0x100, AVAIL_GPA, USED_GPA, false, false), 0);
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, MEM_SIZE - 38, USED_GPA, false, false), 0);
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, MEM_SIZE - 136, false, false), 0);
     assert_int_equal(virtq_init(&q, m, 1, DESC_GPA, AVAIL_GPA, USED_GPA, false, false), 0);
     assert_int_equal(virtq_init(&q, m, VIRTQ_MAX_SIZE, 0, 0x80000, 0x92000, true, true), 0);
     assert_int_equal(q.size, VIRTQ_MAX_SIZE);
     assert_int_equal(q.last_avail_idx, 0);
     assert_false(q.signalled_used_valid);
+}
+
+/* The used ring, which the device writes, overlapping what it reads: over the avail index
+ * every push would announce a new chain and a drain would never end. Touching is fine, and
+ * the two rings the device only reads may share memory. */
+static void test_init_used_ring_overlap(void **state)
+{
+    struct drv *d = *state;
+    struct virtq q;
+    const struct guest_mem *m = &d->mem;
+    const uint64_t used_bytes = 6 + 8 * 16;
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, AVAIL_GPA, false, false), -EINVAL);
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, AVAIL_GPA - 4, false, false),
+                     -EINVAL);
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, AVAIL_GPA + 36, false, false),
+                     -EINVAL); /* on the avail ring's last field, used_event */
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, DESC_GPA + 0xfc, false, false),
+                     -EINVAL); /* over the last descriptor */
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, USED_GPA + 0x84, USED_GPA, true, false),
+                     -EINVAL); /* the avail ring on the used ring's last field, avail_event */
+    /* Touching is not overlapping; the rings the device only reads may share memory. */
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, AVAIL_GPA + 40, false, false), 0);
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, AVAIL_GPA, AVAIL_GPA - used_bytes - 2, false,
+                                false), 0);
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, USED_GPA + 0x86, USED_GPA, true, false), 0);
+    assert_int_equal(virtq_init(&q, m, 16, DESC_GPA, DESC_GPA + 0x80, USED_GPA, false, false), 0);
+}
+
+/* An index that goes back after virtq_enable_notify saw it move is a broken ring, not an
+ * empty one: otherwise the device's drain loop (pop until empty, re-arm, pop again if more)
+ * would spin on it for as long as the driver keeps it so. */
+static void test_avail_idx_goes_back(void **state)
+{
+    struct drv *d = *state;
+    set_desc(d, 0, DATA_GPA, 8, 0, 0);
+    virtq_disable_notify(&d->q);
+    add_head(d, 0);
+    assert_true(virtq_enable_notify(&d->q));
+    set_avail_idx(d, 0); /* taken back */
+    assert_int_equal(virtq_pop(&d->q, &d->elem), -EINVAL);
+    /* Without an announcement an empty ring is simply empty, however often it is looked at. */
+    init_queue(d, false, false);
+    assert_false(virtq_enable_notify(&d->q));
+    assert_int_equal(virtq_pop(&d->q, &d->elem), 0);
+    assert_int_equal(virtq_pop(&d->q, &d->elem), 0);
 }
 
 /* ---- Notifications. ---- */
@@ -675,6 +721,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_in_then_out, setup, teardown),
         cmocka_unit_test_setup_teardown(test_head_out_of_range, setup, teardown),
         cmocka_unit_test_setup_teardown(test_avail_idx_jump, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_avail_idx_goes_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_init_used_ring_overlap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_indirect_not_negotiated, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_indirect, setup_indirect, teardown),
         cmocka_unit_test_setup_teardown(test_indirect_bad_len, setup_indirect, teardown),

@@ -96,6 +96,12 @@ static struct desc read_desc(const uint8_t *table, uint32_t i)
 
 static bool power_of_two(uint16_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
+/* Compared as host addresses, so that two guest addresses of the same memory count too. */
+static bool overlap(const uint8_t *a, uint64_t a_len, const uint8_t *b, uint64_t b_len)
+{
+    return (uintptr_t)a < (uintptr_t)b + b_len && (uintptr_t)b < (uintptr_t)a + a_len;
+}
+
 int virtq_init(struct virtq *q, const struct guest_mem *mem, uint16_t size, uint64_t desc_gpa,
                uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect)
 {
@@ -105,9 +111,15 @@ int virtq_init(struct virtq *q, const struct guest_mem *mem, uint16_t size, uint
     /* Alignment from 2.7 ("Alignment requirements"); the atomics rely on it too. */
     if (desc_gpa % 16 || avail_gpa % 2 || used_gpa % 4)
         return -EINVAL;
-    if (!guest_mem_ptr(mem, desc_gpa, desc_table_bytes(size)) ||
-        !guest_mem_ptr(mem, avail_gpa, avail_ring_bytes(size)) ||
-        !guest_mem_ptr(mem, used_gpa, used_ring_bytes(size)))
+    const uint8_t *desc = guest_mem_ptr(mem, desc_gpa, desc_table_bytes(size));
+    const uint8_t *avail = guest_mem_ptr(mem, avail_gpa, avail_ring_bytes(size));
+    const uint8_t *used = guest_mem_ptr(mem, used_gpa, used_ring_bytes(size));
+    if (!desc || !avail || !used)
+        return -EINVAL;
+    /* The device writes the used ring: over the driver's avail index it would feed itself
+     * (each push a new "available" chain) and drain forever. */
+    if (overlap(used, used_ring_bytes(size), avail, avail_ring_bytes(size)) ||
+        overlap(used, used_ring_bytes(size), desc, desc_table_bytes(size)))
         return -EINVAL;
     *q = (struct virtq){
         .mem = mem,
@@ -216,8 +228,12 @@ int virtq_pop(struct virtq *q, struct virtq_elem *elem)
     /* Acquire: the ring entry and descriptors read below are those published before idx. */
     uint16_t avail_idx = load16(avail + RING_IDX, __ATOMIC_ACQUIRE);
     uint16_t pending = (uint16_t)(avail_idx - q->last_avail_idx);
+    bool announced = q->avail_announced;
+    q->avail_announced = false;
+    /* virtq_enable_notify saw buffers that are gone now: the index went back, which no
+     * driver does (2.7.6); left alone, the caller's drain loop would spin on it. */
     if (pending == 0)
-        return 0;
+        return announced ? -EINVAL : 0;
     /* The driver can have at most `size` buffers outstanding. */
     if (pending > q->size)
         return -EINVAL;
@@ -305,7 +321,8 @@ bool virtq_enable_notify(struct virtq *q)
     /* Full barrier: the re-arm must be visible before we look at avail->idx again, else a
      * buffer added in between would get neither a notification nor a pop. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    return load16(avail + RING_IDX, __ATOMIC_ACQUIRE) != q->last_avail_idx;
+    q->avail_announced = load16(avail + RING_IDX, __ATOMIC_ACQUIRE) != q->last_avail_idx;
+    return q->avail_announced;
 }
 
 void virtq_disable_notify(struct virtq *q)

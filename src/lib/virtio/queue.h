@@ -46,6 +46,7 @@ struct virtq {
     uint16_t used_idx;       /* next used ring slot to fill */
     uint16_t signalled_used; /* used_idx when the driver was last notified (event idx) */
     bool signalled_used_valid;
+    bool avail_announced;    /* virtq_enable_notify saw more: the next pop must find them */
 };
 
 /* One request: the chain's buffers, device-readable ("out") first, then device-writable ("in"). */
@@ -60,7 +61,8 @@ struct virtq_elem {
 
 /*
  * Checks the rings' placement once the driver enables the queue: every ring must lie in guest
- * RAM and be aligned as the spec requires. Returns 0 or -EINVAL.
+ * RAM and be aligned as the spec requires, and the used ring, which the device writes, must
+ * not overlap the other two. Returns 0 or -EINVAL.
  */
 int virtq_init(struct virtq *q, const struct guest_mem *mem, uint16_t size, uint64_t desc_gpa,
                uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect);
@@ -69,7 +71,8 @@ int virtq_init(struct virtq *q, const struct guest_mem *mem, uint16_t size, uint
  * Takes the next available chain. Returns 1 with elem filled, 0 when the ring is empty, or a
  * negative errno when the driver broke the rules (bad address, loop, over-long chain, a
  * readable buffer after a writable one, a nested or misused indirect table, avail index more
- * than size ahead): the caller must stop using the queue and ask for a device reset.
+ * than size ahead, an index that went back after virtq_enable_notify saw it move): the caller
+ * must stop using the queue and ask for a device reset.
  */
 int virtq_pop(struct virtq *q, struct virtq_elem *elem);
 

@@ -53,6 +53,9 @@ struct lent_region {
     uint64_t gpa, size, uva;
     uint8_t *map; /* the whole mapping, from offset 0 of the front-end's descriptor */
     size_t map_len;
+    dev_t file_dev; /* the lent file and the part of it that is guest RAM */
+    ino_t file_ino;
+    uint64_t offset;
 };
 
 struct vhost_user_fs;
@@ -259,6 +262,23 @@ static void unmap_regions(struct vhost_user_fs *vu)
     vu->mem.region_count = 0;
 }
 
+/*
+ * Whether part of this file is guest RAM already. Two guest addresses for the same memory
+ * would let a ring's checks pass (virtq_init compares host addresses, and these would
+ * differ) while the device's writes to one address change what it reads at the other.
+ */
+static bool lent_twice(const struct vhost_user_fs *vu, const struct stat *st, uint64_t offset,
+                       uint64_t size)
+{
+    for (unsigned i = 0; i < vu->region_count; i++) {
+        const struct lent_region *r = &vu->regions[i];
+        if (r->file_dev == st->st_dev && r->file_ino == st->st_ino &&
+            offset < r->offset + r->size && r->offset < offset + size)
+            return true;
+    }
+    return false;
+}
+
 static int map_region(struct vhost_user_fs *vu, const uint8_t *raw, int fd)
 {
     uint64_t gpa = get64(raw), size = get64(raw + 8), uva = get64(raw + 16),
@@ -271,7 +291,8 @@ static int map_region(struct vhost_user_fs *vu, const uint8_t *raw, int fd)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < offset + size)
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size < offset + size ||
+        lent_twice(vu, &st, offset, size))
         return -EINVAL;
     void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
     if (map == MAP_FAILED)
@@ -282,7 +303,8 @@ static int map_region(struct vhost_user_fs *vu, const uint8_t *raw, int fd)
         munmap(map, len);
         return r;
     }
-    vu->regions[vu->region_count++] = (struct lent_region){gpa, size, uva, map, len};
+    vu->regions[vu->region_count++] =
+        (struct lent_region){gpa, size, uva, map, len, st.st_dev, st.st_ino, offset};
     return 0;
 }
 
