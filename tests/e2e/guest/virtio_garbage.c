@@ -766,6 +766,10 @@ static void attack_ring_addresses(struct dev *d)
         {"descriptor table at 2^64 - 16", 0, ~0ULL - 15},
         {"misaligned descriptor table (+8)", 0, 0},
         {"misaligned used ring (+2)", 2, 0},
+        /* Rings the device writes over what it reads: without the check the used ring's index
+         * became the avail ring's and the I/O thread drained it forever. */
+        {"used ring on the avail ring", 2, 0},
+        {"used ring on the descriptor table", 2, 0},
     };
     cases[3].addr = d->ram_end - 64;
     cases[4].addr = d->ram_end - 64;
@@ -781,6 +785,10 @@ static void attack_ring_addresses(struct dev *d)
             a[0] += 8;
         else if (i == 9)
             a[2] += 2;
+        else if (i == 10)
+            a[2] = a[1];
+        else if (i == 11)
+            a[2] = a[0] + 64;
         else
             a[cases[i].which] = cases[i].addr;
         if (!negotiate(d, ring_features(d))) {
