@@ -7,7 +7,11 @@
  * - every address and length goes through guest_mem_ptr(), which refuses anything that is not
  *   wholly RAM;
  * - a chain walk visits at most `size` direct descriptors plus at most the entry count of one
- *   indirect table, so a loop in `next` ends in an error instead of spinning.
+ *   indirect table, so a loop in `next` ends in an error instead of spinning;
+ * - a drain (pop until empty, re-arm, pop again if more came) ends unless the guest keeps
+ *   adding chains: the used ring, which the device writes, may not overlap the avail ring or
+ *   the descriptor table (or its own pushes would feed it), and an avail index that goes
+ *   back after virtq_enable_notify saw it move is a breach, not an empty ring.
  *
  * Choices where the spec leaves room:
  * - A zero-length descriptor is accepted and produces no iovec; its address is never used,
