@@ -8,6 +8,9 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <time.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -76,6 +79,64 @@ static void test_transmit_to_fd(void **state)
     fm_out8(&f->fm, THR, '\n');
     assert_int_equal(drain_pipe(f, buf, sizeof(buf)), 3);
     assert_memory_equal(buf, "hi\n", 3);
+}
+
+/* ---- A stalled reader must not keep the vCPU in write() past a kick. ---- */
+
+static void on_kick(int sig) { (void)sig; }
+
+struct blocked_writer {
+    struct fake_machine *fm;
+    sem_t done;
+};
+
+static void *write_one_byte(void *arg)
+{
+    struct blocked_writer *w = arg;
+    fm_out8(w->fm, THR, 'z');
+    sem_post(&w->done);
+    return NULL;
+}
+
+static void test_kick_ends_blocked_write(void **state)
+{
+    struct fixture *f = *state;
+    /* A full pipe in blocking mode: the next byte waits for a reader that never comes. */
+    char fill[4096] = {0};
+    while (write(f->pipe_fds[1], fill, sizeof(fill)) > 0)
+        ;
+    while (write(f->pipe_fds[1], fill, 1) > 0)
+        ;
+    assert_int_equal(fcntl(f->pipe_fds[1], F_SETFL, 0), 0);
+    struct sigaction sa = {.sa_handler = on_kick}, old; /* no SA_RESTART, like libcove's */
+    sigemptyset(&sa.sa_mask);
+    assert_int_equal(sigaction(SIGUSR1, &sa, &old), 0);
+    struct blocked_writer w = {.fm = &f->fm};
+    sem_init(&w.done, 0, 0);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, write_one_byte, &w), 0);
+    usleep(100 * 1000); /* let it block */
+    struct timespec deadline;
+    bool ended = false;
+    for (int kick = 0; kick < 20 && !ended; kick++) { /* a kick before write() is not enough */
+        pthread_kill(thread, SIGUSR1);
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_nsec += 100 * 1000 * 1000;
+        if (deadline.tv_nsec >= 1000000000L) {
+            deadline.tv_sec++;
+            deadline.tv_nsec -= 1000000000L;
+        }
+        ended = sem_timedwait(&w.done, &deadline) == 0;
+    }
+    if (!ended) { /* let the thread finish so the test can end, then fail */
+        char drain[65536];
+        while (read(f->pipe_fds[0], drain, sizeof(drain)) == (ssize_t)sizeof(drain))
+            ;
+    }
+    pthread_join(thread, NULL);
+    sigaction(SIGUSR1, &old, NULL);
+    sem_destroy(&w.done);
+    assert_true(ended);
 }
 
 static void test_divisor_latch(void **state)
@@ -345,6 +406,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_transmit_to_fd, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kick_ends_blocked_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_divisor_latch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lsr_and_scratch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_thre_interrupt, setup, teardown),

@@ -221,15 +221,17 @@ static uint8_t read_reg(struct uart *u, uint64_t reg, bool *wake)
 }
 
 /* A vCPU must never spin on a broken console: only EINTR is retried, anything else drops. */
+/*
+ * One write, not retried: a write into a full pipe or terminal blocks this vCPU, and what
+ * interrupts it (EINTR) is the kick that stops or pauses the VM. Retrying would keep a VM
+ * whose console reader stalled from ever stopping; the byte is dropped instead, as a full
+ * non-blocking out_fd drops it (EAGAIN).
+ */
 static void emit(int fd, uint8_t byte)
 {
-    ssize_t n;
-
-    if (fd < 0)
-        return;
-    do {
-        n = write(fd, &byte, 1);
-    } while (n < 0 && errno == EINTR);
+    if (fd >= 0 && write(fd, &byte, 1) < 0) {
+        /* dropped: see above */
+    }
 }
 
 static void write_thr(struct uart *u, uint8_t byte)

@@ -1,5 +1,6 @@
 #!/bin/sh
-# SIGTERM and SIGINT stop a running VM: cove exits 143 / 130 and leaves no process behind.
+# SIGTERM and SIGINT stop a running VM: cove exits 143 / 130 and leaves no process behind, also
+# when whoever reads its console has stopped reading.
 . "${0%/*}/../lib.sh"
 
 # stop_with SIGNAL STATUS: boots a guest that prints a marker and sleeps, sends SIGNAL to cove
@@ -54,5 +55,53 @@ stop_with() {
 
 stop_with TERM 143
 stop_with INT 130
+
+# A console reader that stops reading: the guest floods its console, cove's stdout is a pipe
+# whose reader took the first line and sleeps, so the vCPU blocks writing to it. SIGTERM must
+# still stop the VM (the byte in flight is dropped), not leave cove hanging in write().
+stalled() {
+    mkfifo "$WORK/stalled.fifo"
+    # The reader keeps the pipe open without reading past the marker's line.
+    sh -c 'while read -r line; do case $line in *READY-42*) echo "$line" > "$1"; exec sleep 600;; esac; done' \
+        sh "$WORK/stalled.first" < "$WORK/stalled.fifo" &
+    reader=$!
+    sh -c 'echo $$ > "$1"; shift; exec "$@"' sh "$WORK/stalled.pid" \
+        "$COVE" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M \
+        --cmdline "$GUEST_CMDLINE -- echo READY-\$((40+2)); while :; do echo flood-flood-flood-flood; done" \
+        > "$WORK/stalled.fifo" 2> "$WORK/stalled.err" < /dev/null &
+    runner=$!
+    if ! wait_for "$WORK/stalled.first" READY-42 90; then
+        fail "stalled: the guest's marker never reached the reader"
+        kill -KILL "$(cat "$WORK/stalled.pid")" "$reader" 2> /dev/null
+        return
+    fi
+    # Until the guest has filled the pipe (64 KiB: 10-20 s in the test host, at an exit per
+    # byte) and a thread of cove waits in write() (system call 1 in /proc/PID/task/*/syscall).
+    pid=$(cat "$WORK/stalled.pid")
+    n=450
+    until grep -qs '^1 ' /proc/"$pid"/task/*/syscall || [ "$n" -eq 0 ]; do
+        sleep 0.2
+        n=$((n - 1))
+    done
+    [ "$n" -gt 0 ] || fail "stalled: no thread of cove was seen blocked in write() after 90 s"
+    kill -TERM "$pid"
+    n=150
+    while kill -0 "$pid" 2> /dev/null && [ "$n" -gt 0 ]; do
+        sleep 0.2
+        n=$((n - 1))
+    done
+    if kill -0 "$pid" 2> /dev/null; then
+        fail "stalled: cove still ran 30 s after SIGTERM with its console reader stalled"
+        kill -KILL "$pid"
+    fi
+    wait "$runner"
+    rc=$?
+    kill "$reader" 2> /dev/null
+    wait "$reader" 2> /dev/null
+    expect_status stalled 143
+    left=$(cove_processes)
+    [ -z "$left" ] || fail "stalled: cove processes remain: $left"
+}
+stalled
 
 finish
