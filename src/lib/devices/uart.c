@@ -5,7 +5,6 @@
  */
 #include "devices/uart.h"
 
-#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -220,12 +219,11 @@ static uint8_t read_reg(struct uart *u, uint64_t reg, bool *wake)
     }
 }
 
-/* A vCPU must never spin on a broken console: only EINTR is retried, anything else drops. */
 /*
- * One write, not retried: a write into a full pipe or terminal blocks this vCPU, and what
- * interrupts it (EINTR) is the kick that stops or pauses the VM. Retrying would keep a VM
- * whose console reader stalled from ever stopping; the byte is dropped instead, as a full
- * non-blocking out_fd drops it (EAGAIN).
+ * A vCPU must never wait on a broken or stalled console, so one write, never retried. A write
+ * into a full pipe or terminal blocks this vCPU, and what interrupts it (EINTR) is the kick
+ * that stops or pauses the VM: retrying would keep a VM whose console reader stalled from
+ * ever stopping. The byte is dropped instead, as a full non-blocking out_fd drops it (EAGAIN).
  */
 static void emit(int fd, uint8_t byte)
 {
