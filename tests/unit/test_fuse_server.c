@@ -770,24 +770,38 @@ static void test_forget(void **state)
     assert_int_equal(lookup_ok(b, ROOT, "f") > ROOT, 1);
 }
 
+/* A reference to a new file "f" and an open handle of it, for a session to drop. */
+static uint64_t hold_file(struct bench *b, uint64_t *fh)
+{
+    host_file(b, "f", "x");
+    uint64_t f = lookup_ok(b, ROOT, "f");
+    assert_int_equal(open_node(b, f, O_RDONLY, fh), 0);
+    return f;
+}
+
+/* After a new INIT: the old session's reference f and handle fh are gone, the root and new
+ * lookups work. */
+static void expect_old_session_gone(struct bench *b, uint64_t f, uint64_t fh)
+{
+    assert_int_equal(getattr(b, f, NULL), -ESTALE);
+    int err;
+    read_at(b, fh, 0, 1, &err);
+    assert_int_equal(err, -EBADF);
+    assert_int_equal(getattr(b, ROOT, NULL), 0);
+    assert_true(lookup_ok(b, ROOT, "f") > ROOT);
+}
+
 /* DESTROY ends the session: references and handles are gone, the next request must be INIT. */
 static void test_destroy(void **state)
 {
     struct bench *b = *state;
-    host_file(b, "f", "x");
-    uint64_t f = lookup_ok(b, ROOT, "f");
-    uint64_t fh;
-    assert_int_equal(open_node(b, f, O_RDONLY, &fh), 0);
+    uint64_t fh, f = hold_file(b, &fh);
     int err;
     call(b, FUSE_DESTROY, 0, NULL, 0, &err);
     assert_int_equal(err, 0);
     assert_int_equal(getattr(b, ROOT, NULL), -EIO);
     init_server(b);
-    assert_int_equal(getattr(b, f, NULL), -ESTALE);
-    read_at(b, fh, 0, 1, &err);
-    assert_int_equal(err, -EBADF);
-    assert_int_equal(getattr(b, ROOT, NULL), 0);
-    assert_true(lookup_ok(b, ROOT, "f") > ROOT);
+    expect_old_session_gone(b, f, fh);
 }
 
 /* A second INIT is a new connection (a guest rebooted behind vhost-user, no DESTROY): the
@@ -795,17 +809,9 @@ static void test_destroy(void **state)
 static void test_second_init_starts_over(void **state)
 {
     struct bench *b = *state;
-    host_file(b, "f", "x");
-    uint64_t f = lookup_ok(b, ROOT, "f");
-    uint64_t fh;
-    assert_int_equal(open_node(b, f, O_RDONLY, &fh), 0);
+    uint64_t fh, f = hold_file(b, &fh);
     init_server(b);
-    assert_int_equal(getattr(b, f, NULL), -ESTALE);
-    int err;
-    read_at(b, fh, 0, 1, &err);
-    assert_int_equal(err, -EBADF);
-    assert_int_equal(getattr(b, ROOT, NULL), 0);
-    assert_true(lookup_ok(b, ROOT, "f") > ROOT);
+    expect_old_session_gone(b, f, fh);
 }
 
 static void test_enosys(void **state)

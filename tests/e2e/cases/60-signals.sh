@@ -3,6 +3,16 @@
 # when whoever reads its console has stopped reading.
 . "${0%/*}/../lib.sh"
 
+# gone_within PID SECONDS: whether process PID ends within SECONDS.
+gone_within() {
+    _n=$(($2 * 5))
+    while kill -0 "$1" 2> /dev/null; do
+        [ "$_n" -gt 0 ] || return 1
+        sleep 0.2
+        _n=$((_n - 1))
+    done
+}
+
 # stop_with SIGNAL STATUS: boots a guest that prints a marker and sleeps, sends SIGNAL to cove
 # once the marker is out, and checks cove's exit status.
 stop_with() {
@@ -20,16 +30,10 @@ stop_with() {
         fi
         pid=$(cat "$pidfile")
         kill -"$1" "$pid"
-        n=150
-        while kill -0 "$pid" 2>/dev/null; do
-            n=$((n - 1))
-            if [ "$n" -eq 0 ]; then
-                echo "cove still ran 30 s after SIG$1"
-                kill -KILL "$pid"
-                exit
-            fi
-            sleep 0.2
-        done
+        if ! gone_within "$pid" 30; then
+            echo "cove still ran 30 s after SIG$1"
+            kill -KILL "$pid"
+        fi
     ) > "$watchlog" 2>&1 &
     watcher=$!
 
@@ -85,12 +89,7 @@ stalled() {
     done
     [ "$n" -gt 0 ] || fail "stalled: no thread of cove was seen blocked in write() after 90 s"
     kill -TERM "$pid"
-    n=150
-    while kill -0 "$pid" 2> /dev/null && [ "$n" -gt 0 ]; do
-        sleep 0.2
-        n=$((n - 1))
-    done
-    if kill -0 "$pid" 2> /dev/null; then
+    if ! gone_within "$pid" 30; then
         fail "stalled: cove still ran 30 s after SIGTERM with its console reader stalled"
         kill -KILL "$pid"
     fi
