@@ -33,6 +33,23 @@ int guest_mem_create(struct guest_mem *mem, uint64_t size, uint64_t hole_start, 
     return 0;
 }
 
+int guest_mem_map_file(struct guest_mem *mem, int fd, uint64_t offset, uint64_t size,
+                       uint64_t hole_start, uint64_t high_base)
+{
+    *mem = (struct guest_mem){.memfd = -1};
+    if (size == 0 || hole_start > high_base || offset % 4096)
+        return -EINVAL;
+    void *host = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd,
+                      (off_t)offset);
+    if (host == MAP_FAILED)
+        return -errno;
+    mem->host = host;
+    mem->size = size;
+    mem->low_size = size < hole_start ? size : hole_start;
+    mem->high_base = high_base;
+    return 0;
+}
+
 void guest_mem_destroy(struct guest_mem *mem)
 {
     if (mem->host)

@@ -36,6 +36,14 @@ struct guest_mem {
 
 /* Creates and maps memfd-backed RAM of size bytes, split at hole_start. */
 int guest_mem_create(struct guest_mem *mem, uint64_t size, uint64_t hole_start, uint64_t high_base);
+/*
+ * RAM of size bytes whose contents are size bytes of file fd from offset (a snapshot),
+ * mapped privately: pages are read from the file (its page cache, shared by every VM restored
+ * from it) as the guest touches them, and copied only when written. fd may be closed after.
+ * memfd is -1: such RAM cannot be shared with another process.
+ */
+int guest_mem_map_file(struct guest_mem *mem, int fd, uint64_t offset, uint64_t size,
+                       uint64_t hole_start, uint64_t high_base);
 void guest_mem_destroy(struct guest_mem *mem);
 
 /*
