@@ -279,8 +279,8 @@ int x86_patch_cpuid(struct kvm_cpuid2 *cpuid, const struct x86_cpu_options *opti
     return options->nested_virtualization && !offered ? -ENOTSUP : 0;
 }
 
-static int set_cpuid(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
-                     const struct x86_cpu_options *options, char *error, size_t error_len)
+int x86_vcpu_set_cpuid(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
+                       const struct x86_cpu_options *options, char *error, size_t error_len)
 {
     size_t size = sizeof(struct kvm_cpuid2) + CPUID_MAX_ENTRIES * sizeof(struct kvm_cpuid_entry2);
     struct kvm_cpuid2 *cpuid = calloc(1, size);
@@ -309,7 +309,7 @@ out:
 int x86_vcpu_setup(struct kvm_vm *vm, struct kvm_vcpu *vcpu, const struct x86_cpu_options *options,
                    const struct boot_entry *entry, char *error, size_t error_len)
 {
-    int r = set_cpuid(vm, vcpu, options, error, error_len);
+    int r = x86_vcpu_set_cpuid(vm, vcpu, options, error, error_len);
     if (r == 0)
         r = set_msrs(vcpu, error, error_len);
     if (r == 0)

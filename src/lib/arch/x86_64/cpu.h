@@ -30,6 +30,11 @@ struct x86_cpu_options {
 int x86_patch_cpuid(struct kvm_cpuid2 *cpuid, const struct x86_cpu_options *options,
                     unsigned index);
 
+/* The CPUID the vCPU shows (KVM's supported set, patched as above); x86_vcpu_setup does this
+ * first, a vCPU restored from a snapshot only this. */
+int x86_vcpu_set_cpuid(struct kvm_vm *vm, struct kvm_vcpu *vcpu,
+                       const struct x86_cpu_options *options, char *error, size_t error_len);
+
 /*
  * CPUID (x86_patch_cpuid), MSRs and LAPIC for one vCPU; the boot vCPU (index 0) also gets the
  * long-mode register state that enters the kernel at entry.
