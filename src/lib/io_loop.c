@@ -1,6 +1,7 @@
 #include "io_loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
@@ -25,6 +26,13 @@ struct io_loop {
     size_t capacity;
     io_prepare_fn prepare;
     void *prepare_opaque;
+
+    pthread_mutex_t park_lock; /* guards the three below */
+    pthread_cond_t park_changed;
+    bool running;              /* inside io_loop_run */
+    bool park_wanted;
+    bool parked;
+    atomic_bool park_pending; /* park_wanted, read without the lock on every round */
 };
 
 struct io_loop *io_loop_new(void)
@@ -32,6 +40,8 @@ struct io_loop *io_loop_new(void)
     struct io_loop *loop = calloc(1, sizeof(*loop));
     if (!loop)
         return NULL;
+    pthread_mutex_init(&loop->park_lock, NULL);
+    pthread_cond_init(&loop->park_changed, NULL);
     loop->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     /* The wake descriptor is the one entry whose data.ptr is NULL. */
@@ -55,6 +65,8 @@ void io_loop_free(struct io_loop *loop)
         close(loop->epoll_fd);
     if (loop->wake_fd >= 0)
         close(loop->wake_fd);
+    pthread_cond_destroy(&loop->park_changed);
+    pthread_mutex_destroy(&loop->park_lock);
     free(loop);
 }
 
@@ -146,15 +158,59 @@ static void dispatch(struct io_loop *loop, const struct epoll_event *events, int
     reap_removed(loop);
 }
 
+static void set_running(struct io_loop *loop, bool running)
+{
+    pthread_mutex_lock(&loop->park_lock);
+    loop->running = running;
+    pthread_cond_broadcast(&loop->park_changed);
+    pthread_mutex_unlock(&loop->park_lock);
+}
+
+/* Between rounds: held here while someone parks the loop. */
+static void stay_parked(struct io_loop *loop)
+{
+    pthread_mutex_lock(&loop->park_lock);
+    loop->parked = true;
+    pthread_cond_broadcast(&loop->park_changed);
+    while (loop->park_wanted && !atomic_load(&loop->stop))
+        pthread_cond_wait(&loop->park_changed, &loop->park_lock);
+    loop->parked = false;
+    pthread_mutex_unlock(&loop->park_lock);
+}
+
+void io_loop_park(struct io_loop *loop)
+{
+    pthread_mutex_lock(&loop->park_lock);
+    loop->park_wanted = true;
+    atomic_store(&loop->park_pending, true);
+    io_loop_wake(loop);
+    while (loop->running && !loop->parked && !atomic_load(&loop->stop))
+        pthread_cond_wait(&loop->park_changed, &loop->park_lock);
+    pthread_mutex_unlock(&loop->park_lock);
+}
+
+void io_loop_unpark(struct io_loop *loop)
+{
+    pthread_mutex_lock(&loop->park_lock);
+    loop->park_wanted = false;
+    atomic_store(&loop->park_pending, false);
+    pthread_cond_broadcast(&loop->park_changed);
+    pthread_mutex_unlock(&loop->park_lock);
+}
+
 void io_loop_run(struct io_loop *loop)
 {
+    set_running(loop, true);
     while (!atomic_load(&loop->stop)) {
+        if (atomic_load(&loop->park_pending))
+            stay_parked(loop);
         bool busy = loop->prepare && loop->prepare(loop->prepare_opaque);
         struct epoll_event events[IO_LOOP_BATCH];
         int n = epoll_wait(loop->epoll_fd, events, IO_LOOP_BATCH, busy ? 0 : -1);
         if (n > 0)
             dispatch(loop, events, n);
     }
+    set_running(loop, false);
 }
 
 void io_loop_wake(struct io_loop *loop)
@@ -169,4 +225,7 @@ void io_loop_stop(struct io_loop *loop)
 {
     atomic_store(&loop->stop, true);
     io_loop_wake(loop);
+    pthread_mutex_lock(&loop->park_lock);
+    pthread_cond_broadcast(&loop->park_changed);
+    pthread_mutex_unlock(&loop->park_lock);
 }

@@ -35,6 +35,13 @@ void io_loop_set_prepare(struct io_loop *loop, io_prepare_fn fn, void *opaque);
 void io_loop_run(struct io_loop *loop);
 /* From any thread: makes the loop run its prepare hook again soon. */
 void io_loop_wake(struct io_loop *loop);
+/*
+ * From another thread: waits until the loop is between handlers and holds it there, so the
+ * caller may look at state only handlers touch (a snapshot). Returns at once when the loop is
+ * not running. io_loop_unpark() lets it go on; io_loop_stop() also ends a park.
+ */
+void io_loop_park(struct io_loop *loop);
+void io_loop_unpark(struct io_loop *loop);
 /* From any thread: makes io_loop_run() return. */
 void io_loop_stop(struct io_loop *loop);
 

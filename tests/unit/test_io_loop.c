@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,65 @@ static void test_console_reads_regular_file(void **state)
     fclose(f);
 }
 
+/* ---- parking (a snapshot looks at device state while the loop is held) ---- */
+
+struct parked_loop {
+    struct io_loop *loop;
+    int fds[2];
+    _Atomic int calls;
+    pthread_t thread;
+};
+
+static void count_atomically(void *opaque, uint32_t events)
+{
+    struct parked_loop *p = opaque;
+    (void)events;
+    char buf[64];
+    assert_true(read(p->fds[0], buf, sizeof(buf)) > 0);
+    atomic_fetch_add(&p->calls, 1);
+}
+
+static void *run_loop(void *arg)
+{
+    io_loop_run(((struct parked_loop *)arg)->loop);
+    return NULL;
+}
+
+static bool calls_reach(struct parked_loop *p, int want)
+{
+    for (int i = 0; i < 5000 && atomic_load(&p->calls) < want; i++)
+        usleep(1000);
+    return atomic_load(&p->calls) == want;
+}
+
+static void test_park_holds_handlers(void **state)
+{
+    (void)state;
+    struct parked_loop p = {.loop = io_loop_new()};
+    io_loop_park(p.loop); /* not running: returns at once */
+    io_loop_unpark(p.loop);
+    assert_int_equal(pipe(p.fds), 0);
+    assert_int_equal(io_loop_add(p.loop, p.fds[0], EPOLLIN, count_atomically, &p), 0);
+    assert_int_equal(pthread_create(&p.thread, NULL, run_loop, &p), 0);
+    assert_int_equal(write(p.fds[1], "a", 1), 1);
+    assert_true(calls_reach(&p, 1));
+
+    io_loop_park(p.loop);
+    assert_int_equal(write(p.fds[1], "b", 1), 1);
+    usleep(50 * 1000); /* a loop that did not hold would have run the handler by now */
+    assert_int_equal(atomic_load(&p.calls), 1);
+    io_loop_unpark(p.loop);
+    assert_true(calls_reach(&p, 2));
+
+    io_loop_park(p.loop);
+    io_loop_stop(p.loop); /* ends the park: the loop returns */
+    assert_int_equal(pthread_join(p.thread, NULL), 0);
+    assert_int_equal(atomic_load(&p.calls), 2);
+    io_loop_free(p.loop);
+    close(p.fds[0]);
+    close(p.fds[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_stop_from_another_thread),
         cmocka_unit_test(test_console_never_takes_more_than_room),
         cmocka_unit_test(test_console_reads_regular_file),
+        cmocka_unit_test(test_park_holds_handlers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

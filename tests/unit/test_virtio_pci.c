@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +110,7 @@ static const struct pci_bus_layout layout = {
     .config_port = X86_PCI_CONFIG_PORT,
 };
 
-static int setup(void **state)
+static struct bench *make_bench(struct virtio_device *dev)
 {
     struct bench *b = calloc(1, sizeof(*b));
     assert_non_null(b);
@@ -122,10 +123,6 @@ static int setup(void **state)
     assert_int_equal(guest_mem_create(&b->mem, MEM_SIZE, X86_PCI_HOLE_START, X86_HIGH_RAM_START),
                      0);
     loop_thread_start(&b->loop);
-    struct virtio_device *dev = calloc(1, sizeof(*dev));
-    assert_non_null(dev);
-    *dev = (struct virtio_device){.ops = &pop_ops, .device_id = VIRTIO_ID_BLOCK,
-                                  .num_queues = 1, .queue_max_size = QUEUE_SIZE};
     const struct virtio_pci_host host = {
         .bus = b->bus,
         .loop = b->loop.loop,
@@ -142,15 +139,23 @@ static int setup(void **state)
     pci_bus_config_write(b->bus, fn->slot, 0, 0x04, memory_enable, 2);
     b->bar0 = pci_bar_address(fn, 0);
     assert_true(b->bar0 != 0);
-    *state = b;
+    return b;
+}
+
+static int setup(void **state)
+{
+    struct virtio_device *dev = calloc(1, sizeof(*dev));
+    assert_non_null(dev);
+    *dev = (struct virtio_device){.ops = &pop_ops, .device_id = VIRTIO_ID_BLOCK,
+                                  .num_queues = 1, .queue_max_size = QUEUE_SIZE};
+    *state = make_bench(dev);
     return 0;
 }
 
 static void free_transport(void *arg) { virtio_pci_free(arg); }
 
-static int teardown(void **state)
+static void free_bench(struct bench *b)
 {
-    struct bench *b = *state;
     loop_thread_call(&b->loop, free_transport, b->vp); /* its fds are on the loop */
     loop_thread_stop(&b->loop);
     guest_mem_destroy(&b->mem);
@@ -159,6 +164,11 @@ static int teardown(void **state)
     io_bus_destroy(&b->mmio);
     pthread_mutex_destroy(&b->lock);
     free(b);
+}
+
+static int teardown(void **state)
+{
+    free_bench(*state);
     return 0;
 }
 
@@ -295,12 +305,189 @@ static void test_reports_capped(void **state)
                            "keeps breaking the device; further faults are not reported"));
 }
 
+/* ---- snapshots ---- */
+
+/* A device that serves every chain it is kicked for, and has a little state of its own. */
+struct counter {
+    struct virtio_device dev;
+    atomic_uint served;
+    uint32_t marker; /* saved and restored */
+    bool busy;       /* save refuses, as vsock does with a connection open */
+};
+
+static void count_notify(struct virtio_device *dev, unsigned index)
+{
+    struct counter *c = (struct counter *)dev;
+    struct virtq_elem elem;
+    int r;
+    while ((r = virtq_pop(&dev->queues[index], &elem)) == 1) {
+        virtq_push(&dev->queues[index], elem.head, 0);
+        atomic_fetch_add(&c->served, 1);
+    }
+    if (r < 0)
+        virtio_needs_reset(dev, index, r);
+}
+
+static int count_save(struct virtio_device *dev, struct snap_writer *w)
+{
+    struct counter *c = (struct counter *)dev;
+    snap_put_u32(w, c->marker);
+    return c->busy ? -EBUSY : 0;
+}
+
+static bool count_restore(struct virtio_device *dev, struct snap_reader *r)
+{
+    ((struct counter *)dev)->marker = snap_get_u32(r);
+    return snap_reader_ok(r, true);
+}
+
+static const struct virtio_device_ops count_ops = {
+    .queue_notify = count_notify,
+    .destroy = destroy_device,
+    .save = count_save,
+    .restore = count_restore,
+};
+
+static struct counter *new_counter(void)
+{
+    struct counter *c = calloc(1, sizeof(*c));
+    assert_non_null(c);
+    c->dev = (struct virtio_device){.ops = &count_ops, .device_id = VIRTIO_ID_RNG,
+                                    .num_queues = 1, .queue_max_size = QUEUE_SIZE};
+    return c;
+}
+
+static uint16_t get16(struct bench *b, uint64_t gpa)
+{
+    const uint8_t *p = guest_mem_ptr(&b->mem, gpa, 2);
+    assert_non_null(p);
+    return (uint16_t)(p[0] | p[1] << 8);
+}
+
+/* Makes a one-buffer chain available as the avail ring's next entry, and kicks queue 0. */
+static void post_good_chain_and_kick(struct bench *b)
+{
+    uint8_t *desc = guest_mem_ptr(&b->mem, DESC_GPA, 16);
+    memset(desc, 0, 16);
+    desc[2] = 0x02; /* addr 0x20000 */
+    desc[8] = 16;   /* len */
+    uint16_t idx = get16(b, AVAIL_GPA + 2);
+    put16(b, AVAIL_GPA + 4 + 2 * (idx % QUEUE_SIZE), 0);
+    put16(b, AVAIL_GPA + 2, (uint16_t)(idx + 1));
+    bar_write(b, VIRTIO_PCI_NOTIFY_OFFSET, 0, 2);
+    for (int turn = 0; turn < 3; turn++)
+        loop_thread_call(&b->loop, nothing, NULL);
+}
+
+struct save_call {
+    struct bench *b;
+    struct snap_writer w;
+    int result;
+};
+
+/* On the loop's thread, so no handler runs meanwhile: what io_loop_park gives the VM. */
+static void save_on_loop(void *arg)
+{
+    struct save_call *call = arg;
+    pci_bus_save(call->b->bus, &call->w);
+    call->result = virtio_pci_save(call->b->vp, &call->w);
+}
+
+struct restore_call {
+    struct bench *b;
+    const uint8_t *data;
+    size_t len;
+    bool ok;
+};
+
+static void restore_on_loop(void *arg)
+{
+    struct restore_call *call = arg;
+    struct snap_reader r;
+    snap_reader_init(&r, call->data, call->len);
+    call->ok = pci_bus_restore(call->b->bus, &r) && virtio_pci_restore(call->b->vp, &r) &&
+               snap_reader_ok(&r, true);
+}
+
+static uint64_t bar_read(struct bench *b, uint64_t offset, unsigned size)
+{
+    uint8_t data[8] = {0};
+    assert_true(io_bus_read(&b->mmio, b->bar0 + offset, data, size));
+    uint64_t v = 0;
+    for (unsigned i = 0; i < size; i++)
+        v |= (uint64_t)data[i] << (8 * i);
+    return v;
+}
+
+static void test_snapshot_resumes_where_the_device_was(void **state)
+{
+    (void)state;
+    struct counter *saved_dev = new_counter();
+    struct bench *saved = make_bench(&saved_dev->dev);
+    bring_up(saved);
+    post_good_chain_and_kick(saved);
+    assert_int_equal(atomic_load(&saved_dev->served), 1);
+    saved_dev->marker = 77;
+    struct save_call save = {.b = saved};
+    snap_writer_init(&save.w);
+    loop_thread_call(&saved->loop, save_on_loop, &save);
+    assert_int_equal(save.result, 0);
+    assert_true(snap_writer_ok(&save.w));
+
+    struct counter *restored_dev = new_counter();
+    struct bench *restored = make_bench(&restored_dev->dev);
+    memcpy(restored->mem.host, saved->mem.host, MEM_SIZE); /* what the RAM snapshot carries */
+    struct restore_call restore = {.b = restored, .data = save.w.data, .len = save.w.len - 1};
+    loop_thread_call(&restored->loop, restore_on_loop, &restore);
+    assert_false(restore.ok); /* cut short */
+    restore.len = save.w.len;
+    loop_thread_call(&restored->loop, restore_on_loop, &restore);
+    assert_true(restore.ok);
+    assert_int_equal(restored_dev->marker, 77);
+    assert_true(status(restored) & VIRTIO_STATUS_DRIVER_OK);
+    bar_write(restored, QUEUE_SELECT, 0, 2);
+    assert_true(bar_read(restored, QUEUE_DESC, 8) == DESC_GPA);
+    assert_int_equal(bar_read(restored, QUEUE_ENABLE, 2), 1);
+
+    /* The chain served before the snapshot is not served again... */
+    for (int turn = 0; turn < 3; turn++)
+        loop_thread_call(&restored->loop, nothing, NULL);
+    assert_int_equal(atomic_load(&restored_dev->served), 0);
+    /* ...and the next one lands in the next used slot. */
+    post_good_chain_and_kick(restored);
+    assert_int_equal(atomic_load(&restored_dev->served), 1);
+    assert_int_equal(get16(restored, USED_GPA + 2), 2);
+    assert_int_equal(status(restored) & VIRTIO_STATUS_NEEDS_RESET, 0);
+
+    saved_dev->busy = true;
+    snap_writer_free(&save.w);
+    snap_writer_init(&save.w);
+    loop_thread_call(&saved->loop, save_on_loop, &save);
+    assert_int_equal(save.result, -EBUSY);
+    snap_writer_free(&save.w);
+    free_bench(saved);
+    free_bench(restored);
+}
+
+static void test_device_without_snapshot_support(void **state)
+{
+    struct bench *b = *state;
+    bring_up(b);
+    struct save_call save = {.b = b};
+    snap_writer_init(&save.w);
+    loop_thread_call(&b->loop, save_on_loop, &save);
+    assert_int_equal(save.result, -ENOTSUP);
+    snap_writer_free(&save.w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_fault_reported_once_per_stop, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rings_outside_ram_reported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reports_capped, setup, teardown),
+        cmocka_unit_test(test_snapshot_resumes_where_the_device_was),
+        cmocka_unit_test_setup_teardown(test_device_without_snapshot_support, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

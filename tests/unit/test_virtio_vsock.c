@@ -1192,6 +1192,33 @@ static void test_malformed_rx_ring_needs_reset(void **state)
     assert_int_equal(needs_reset(b), 1);
 }
 
+/* ---- Snapshots ---- */
+
+static int save_frozen(struct bench *b, struct snap_writer *w)
+{
+    freeze(b);
+    int r = b->dev->ops->save(b->dev, w);
+    thaw(b);
+    return r;
+}
+
+/* A connection's host end is a socket of this process, which a restored VM would not have. */
+static void test_snapshot_only_without_connections(void **state)
+{
+    struct bench *b = *state;
+    struct snap_writer w;
+    snap_writer_init(&w);
+    assert_int_equal(save_frozen(b, &w), 0);
+    snap_writer_free(&w);
+
+    uint32_t host_port;
+    int fd = connect_pair(b, 5000, 1 << 20, &host_port);
+    snap_writer_init(&w);
+    assert_int_equal(save_frozen(b, &w), -EBUSY);
+    snap_writer_free(&w);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1227,6 +1254,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_orphan_resets_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_ring_needs_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_rx_ring_needs_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_snapshot_only_without_connections, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -361,3 +361,51 @@ uint32_t msix_pba_offset(const struct msix *m)
 {
     return m->pba_offset;
 }
+
+/* ---- snapshots ---- */
+
+#define TAG_MSIX SNAP_TAG('m', 's', 'i', 'x')
+
+void msix_save(struct msix *m, struct snap_writer *w)
+{
+    pthread_mutex_lock(&m->lock);
+    snap_begin(w, TAG_MSIX);
+    snap_put_u32(w, m->vectors);
+    for (unsigned v = 0; v < m->vectors; v++) {
+        const struct msix_entry *e = &m->table[v];
+        snap_put_u32(w, e->addr_lo);
+        snap_put_u32(w, e->addr_hi);
+        snap_put_u32(w, e->data);
+        snap_put_u32(w, e->control);
+        snap_put_u8(w, test_bit(m->pending, v));
+    }
+    snap_end(w);
+    pthread_mutex_unlock(&m->lock);
+}
+
+bool msix_restore(struct msix *m, struct snap_reader *r)
+{
+    struct snap_reader s;
+    snap_section(r, TAG_MSIX, &s);
+    if (snap_get_u32(&s) != m->vectors)
+        return snap_reject(r);
+    pthread_mutex_lock(&m->route_lock);
+    uint32_t control = pci_config_get(m->dev, m->cap + 2, 2);
+    pthread_mutex_lock(&m->lock);
+    m->enabled = control & MSIX_CONTROL_ENABLE;
+    m->function_masked = control & MSIX_CONTROL_FUNCTION_MASK;
+    for (unsigned v = 0; v < m->vectors; v++) {
+        struct msix_entry *e = &m->table[v];
+        set_entry_dword(e, MSIX_ENTRY_ADDR_LO, snap_get_u32(&s));
+        set_entry_dword(e, MSIX_ENTRY_ADDR_HI, snap_get_u32(&s));
+        set_entry_dword(e, MSIX_ENTRY_DATA, snap_get_u32(&s));
+        set_entry_dword(e, MSIX_ENTRY_CONTROL, snap_get_u32(&s));
+        set_bit(m->pending, v, snap_get_u8(&s) != 0);
+    }
+    pthread_mutex_unlock(&m->lock);
+    bool ok = snap_reader_ok(&s, true);
+    for (unsigned v = 0; ok && v < m->vectors; v++)
+        sync_vector(m, v);
+    pthread_mutex_unlock(&m->route_lock);
+    return ok || snap_reject(r);
+}

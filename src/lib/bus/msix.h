@@ -69,6 +69,15 @@ void msix_free(struct msix *msix);
  */
 int msix_notify(struct msix *msix, unsigned vector);
 
+/*
+ * The vector table and pending bits, for a snapshot. Restore runs after the PCI bus restored
+ * the function's config space (message control is there), before the vCPUs start, and
+ * installs the routes of the vectors that are deliverable. Returns false when the section is
+ * damaged or has another vector count.
+ */
+void msix_save(struct msix *msix, struct snap_writer *w);
+bool msix_restore(struct msix *msix, struct snap_reader *r);
+
 /* The capability's config-space offset, the BAR's offsets of table and PBA. */
 unsigned msix_cap_offset(const struct msix *msix);
 uint32_t msix_table_offset(const struct msix *msix);

@@ -529,3 +529,68 @@ uint64_t pci_bar_address(const struct pci_device *dev, unsigned bar)
 {
     return bar < PCI_BARS ? dev->bar_state[bar].addr : 0;
 }
+
+/* ---- snapshots ---- */
+
+#define TAG_PCI SNAP_TAG('p', 'c', 'i', ' ')
+
+void pci_bus_save(struct pci_bus *bus, struct snap_writer *w)
+{
+    pthread_mutex_lock(&bus->lock);
+    snap_begin(w, TAG_PCI);
+    snap_put_u32(w, atomic_load(&bus->cf8));
+    for (unsigned slot = 0; slot < PCI_SLOTS; slot++) {
+        const struct pci_device *dev = bus->slots[slot];
+        if (!dev)
+            continue;
+        snap_put_u8(w, (uint8_t)slot);
+        snap_put_bytes(w, dev->config, PCI_CONFIG_SIZE);
+        for (unsigned i = 0; i < PCI_BARS; i++)
+            snap_put_u8(w, dev->bar_state[i].sizing);
+    }
+    snap_put_u8(w, 0xff); /* no more slots */
+    snap_end(w);
+    pthread_mutex_unlock(&bus->lock);
+}
+
+static void restore_device(struct pci_device *dev, const uint8_t *config, const uint8_t *sizing)
+{
+    for (unsigned i = 0; i < PCI_CONFIG_SIZE; i++)
+        dev->config[i] = (uint8_t)((dev->config[i] & ~dev->wmask[i]) | (config[i] & dev->wmask[i]));
+    for (unsigned i = 0; i < PCI_BARS; i++) {
+        dev->bar_state[i].sizing = sizing[i] != 0;
+        store_bar(dev, i);
+    }
+    atomic_store(&dev->memory_enabled, (dev->config[PCI_COMMAND] & PCI_COMMAND_MEMORY) != 0);
+}
+
+bool pci_bus_restore(struct pci_bus *bus, struct snap_reader *r)
+{
+    struct snap_reader s;
+    snap_section(r, TAG_PCI, &s);
+    uint32_t cf8 = snap_get_u32(&s);
+    bool seen[PCI_SLOTS] = {false};
+    pthread_mutex_lock(&bus->lock);
+    for (;;) {
+        uint8_t slot = snap_get_u8(&s);
+        if (slot == 0xff || !snap_reader_ok(&s, false))
+            break;
+        uint8_t config[PCI_CONFIG_SIZE], sizing[PCI_BARS];
+        snap_get_bytes(&s, config, sizeof(config));
+        snap_get_bytes(&s, sizing, sizeof(sizing));
+        if (slot >= PCI_SLOTS || !bus->slots[slot] || seen[slot]) {
+            snap_reject(&s);
+            break;
+        }
+        seen[slot] = true;
+        restore_device(bus->slots[slot], config, sizing);
+    }
+    bool every_slot = true;
+    for (unsigned slot = 0; slot < PCI_SLOTS; slot++)
+        every_slot &= seen[slot] == (bus->slots[slot] != NULL);
+    pthread_mutex_unlock(&bus->lock);
+    if (!snap_reader_ok(&s, true) || !every_slot)
+        return snap_reject(r);
+    atomic_store(&bus->cf8, cf8);
+    return true;
+}

@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 #include "bus/io_bus.h"
+#include "snapshot/stream.h"
 
 #define PCI_SLOTS 32
 #define PCI_BARS 6
@@ -171,6 +172,17 @@ int pci_config_set_wmask(struct pci_device *dev, unsigned offset, unsigned size,
 uint32_t pci_config_get(struct pci_device *dev, unsigned offset, unsigned size);
 /* The guest address of a BAR once pci_bus_add() placed it; 0 for a BAR that does not exist. */
 uint64_t pci_bar_address(const struct pci_device *dev, unsigned bar);
+
+/*
+ * Every function's guest-written config state (command, capability fields, BAR sizing) and
+ * the mechanism #1 address latch, for a snapshot. Restore expects the same devices in the
+ * same slots (the machine is built from the same configuration) and takes only the bits the
+ * guest could have written; capability hooks are not called: devices with state behind
+ * them (MSI-X) restore it themselves. Returns false when the section is damaged or describes
+ * other slots.
+ */
+void pci_bus_save(struct pci_bus *bus, struct snap_writer *w);
+bool pci_bus_restore(struct pci_bus *bus, struct snap_reader *r);
 
 /*
  * Guest config accesses, as the port and ECAM handlers make them; exposed for tests and for

@@ -210,3 +210,34 @@ int i8042_register(struct i8042 *i8042, struct io_bus *pio)
         return err;
     return io_bus_register(pio, X86_I8042_COMMAND_PORT, 1, command_read, command_write, i8042);
 }
+
+#define TAG_I8042 SNAP_TAG('8', '0', '4', '2')
+
+void i8042_save(struct i8042 *k, struct snap_writer *w)
+{
+    pthread_mutex_lock(&k->lock);
+    snap_begin(w, TAG_I8042);
+    const uint8_t regs[] = {k->cb, k->outport, k->pending_cmd, k->obuf, k->obf, k->last_was_cmd};
+    snap_put_bytes(w, regs, sizeof(regs));
+    snap_end(w);
+    pthread_mutex_unlock(&k->lock);
+}
+
+bool i8042_restore(struct i8042 *k, struct snap_reader *r)
+{
+    struct snap_reader s;
+    snap_section(r, TAG_I8042, &s);
+    uint8_t regs[6];
+    snap_get_bytes(&s, regs, sizeof(regs));
+    if (!snap_reader_ok(&s, true))
+        return snap_reject(r);
+    pthread_mutex_lock(&k->lock);
+    k->cb = regs[0];
+    k->outport = regs[1];
+    k->pending_cmd = regs[2];
+    k->obuf = regs[3];
+    k->obf = regs[4] != 0;
+    k->last_was_cmd = regs[5] != 0;
+    pthread_mutex_unlock(&k->lock);
+    return true;
+}

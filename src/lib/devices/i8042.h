@@ -9,6 +9,7 @@
 
 #include "bus/io_bus.h"
 #include "devices/machine_events.h"
+#include "snapshot/stream.h"
 
 struct i8042;
 
@@ -17,5 +18,9 @@ struct i8042 *i8042_new(const struct machine_sink *sink);
 void i8042_free(struct i8042 *i8042);
 /* Registers both ports; returns the first io_bus_register() error. */
 int i8042_register(struct i8042 *i8042, struct io_bus *pio);
+
+/* The controller's registers, for a snapshot; restore returns false when damaged. */
+void i8042_save(struct i8042 *i8042, struct snap_writer *w);
+bool i8042_restore(struct i8042 *i8042, struct snap_reader *r);
 
 #endif

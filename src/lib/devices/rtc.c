@@ -182,3 +182,31 @@ int rtc_register(struct rtc *rtc, struct io_bus *pio)
 {
     return io_bus_register(pio, X86_CMOS_PORT, 2, rtc_io_read, rtc_io_write, rtc);
 }
+
+#define TAG_RTC SNAP_TAG('c', 'm', 'o', 's')
+
+void rtc_save(struct rtc *rtc, struct snap_writer *w)
+{
+    pthread_mutex_lock(&rtc->lock);
+    snap_begin(w, TAG_RTC);
+    snap_put_u8(w, rtc->index);
+    snap_put_bytes(w, rtc->ram, sizeof(rtc->ram));
+    snap_end(w);
+    pthread_mutex_unlock(&rtc->lock);
+}
+
+bool rtc_restore(struct rtc *rtc, struct snap_reader *r)
+{
+    struct snap_reader s;
+    snap_section(r, TAG_RTC, &s);
+    uint8_t index = snap_get_u8(&s);
+    uint8_t ram[CMOS_SIZE];
+    snap_get_bytes(&s, ram, sizeof(ram));
+    if (!snap_reader_ok(&s, true))
+        return snap_reject(r);
+    pthread_mutex_lock(&rtc->lock);
+    rtc->index = index & INDEX_MASK;
+    memcpy(rtc->ram, ram, sizeof(ram));
+    pthread_mutex_unlock(&rtc->lock);
+    return true;
+}

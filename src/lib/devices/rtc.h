@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "bus/io_bus.h"
+#include "snapshot/stream.h"
 
 struct rtc;
 
@@ -18,5 +19,10 @@ struct rtc *rtc_new(void);
 struct rtc *rtc_new_with_clock(time_t (*now)(void *opaque), void *opaque);
 void rtc_free(struct rtc *rtc);
 int rtc_register(struct rtc *rtc, struct io_bus *pio);
+
+/* The index and CMOS RAM, for a snapshot (the time registers are read from the host clock
+ * anyway); restore returns false when damaged. */
+void rtc_save(struct rtc *rtc, struct snap_writer *w);
+bool rtc_restore(struct rtc *rtc, struct snap_reader *r);
 
 #endif

@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "arch/x86_64/layout.h"
@@ -415,4 +416,59 @@ void uart_set_rx_space_cb(struct uart *uart, void (*cb)(void *opaque), void *opa
     uart->space_cb = cb;
     uart->space_opaque = opaque;
     pthread_mutex_unlock(&uart->lock);
+}
+
+#define TAG_UART SNAP_TAG('u', 'a', 'r', 't')
+
+void uart_save(struct uart *u, struct snap_writer *w)
+{
+    pthread_mutex_lock(&u->lock);
+    snap_begin(w, TAG_UART);
+    const uint8_t regs[] = {u->ier, u->lcr, u->mcr, u->scr, u->dll, u->dlm, u->fcr, u->last_rx};
+    snap_put_bytes(w, regs, sizeof(regs));
+    snap_put_u8(w, u->thri_pending);
+    snap_put_u8(w, u->overrun);
+    snap_put_u8(w, (uint8_t)u->sources);
+    snap_put_u8(w, (uint8_t)u->irq_level);
+    snap_put_u32(w, (uint32_t)u->rx_count);
+    for (size_t i = 0; i < u->rx_count; i++)
+        snap_put_u8(w, u->rx[(u->rx_head + i) % UART_RX_CAPACITY]);
+    snap_end(w);
+    pthread_mutex_unlock(&u->lock);
+}
+
+bool uart_restore(struct uart *u, struct snap_reader *r)
+{
+    struct snap_reader s;
+    snap_section(r, TAG_UART, &s);
+    uint8_t regs[8];
+    snap_get_bytes(&s, regs, sizeof(regs));
+    bool thri_pending = snap_get_u8(&s), overrun = snap_get_u8(&s);
+    unsigned sources = snap_get_u8(&s);
+    int irq_level = snap_get_u8(&s) != 0;
+    uint32_t rx_count = snap_get_u32(&s);
+    if (rx_count > UART_RX_CAPACITY || !snap_reader_ok(&s, false))
+        return snap_reject(r);
+    uint8_t rx[UART_RX_CAPACITY];
+    snap_get_bytes(&s, rx, rx_count);
+    if (!snap_reader_ok(&s, true))
+        return snap_reject(r);
+    pthread_mutex_lock(&u->lock);
+    u->ier = regs[0] & IER_MASK;
+    u->lcr = regs[1];
+    u->mcr = regs[2] & MCR_MASK;
+    u->scr = regs[3];
+    u->dll = regs[4];
+    u->dlm = regs[5];
+    u->fcr = regs[6];
+    u->last_rx = regs[7];
+    u->thri_pending = thri_pending;
+    u->overrun = overrun;
+    u->sources = sources & (SRC_RLS | SRC_RDI | SRC_THRI);
+    u->irq_level = irq_level;
+    memcpy(u->rx, rx, rx_count);
+    u->rx_head = 0;
+    u->rx_count = rx_count;
+    pthread_mutex_unlock(&u->lock);
+    return true;
 }

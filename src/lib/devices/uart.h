@@ -14,6 +14,7 @@
 
 #include "bus/io_bus.h"
 #include "devices/machine_events.h"
+#include "snapshot/stream.h"
 
 /* Receive buffer size: the 16-byte FIFO plus room to absorb a burst from the host. */
 #define UART_RX_CAPACITY 4096
@@ -29,6 +30,12 @@ struct uart;
 struct uart *uart_new(const struct machine_sink *sink, unsigned gsi, int out_fd);
 void uart_free(struct uart *uart);
 int uart_register(struct uart *uart, struct io_bus *pio);
+
+/* The registers, pending interrupt state and buffered input, for a snapshot; restore returns
+ * false (the UART unchanged) when the section is damaged. The interrupt line is the irqchip's
+ * to restore, so restore only records its level. */
+void uart_save(struct uart *uart, struct snap_writer *w);
+bool uart_restore(struct uart *uart, struct snap_reader *r);
 
 /*
  * Queues up to uart_rx_space() bytes of host input and returns how many were taken. While the

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "io_loop.h"
+#include "snapshot/stream.h"
 #include "virtio/queue.h"
 
 /* Device types (virtio 1.2, 5). */
@@ -52,6 +53,17 @@ struct virtio_device_ops {
     void (*reset)(struct virtio_device *dev);
     /* Frees the device (the transport is gone by then). */
     void (*destroy)(struct virtio_device *dev);
+    /*
+     * Snapshots. NULL: the device holds host state a snapshot cannot carry (an open file with
+     * requests in flight, a FUSE session) and a VM with it cannot be saved. save runs on the
+     * I/O thread's behalf while that thread is parked, before the transport saves the queues,
+     * and may give back chains it holds (last_avail_idx rewound) so that the queues it leaves
+     * describe every buffer; it returns -EBUSY when the device is not at a point it can be
+     * saved from (a vsock connection is open). restore runs after activate, before any thread
+     * runs, and returns false when its section is damaged.
+     */
+    int (*save)(struct virtio_device *dev, struct snap_writer *w);
+    bool (*restore)(struct virtio_device *dev, struct snap_reader *r);
 };
 
 /* What the transport provides to the device. */

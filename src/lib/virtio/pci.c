@@ -751,3 +751,137 @@ struct pci_device *virtio_pci_function(struct virtio_pci *vp)
 {
     return &vp->pci;
 }
+
+/* ---- snapshots ---- */
+
+#define TAG_VIRTIO_PCI SNAP_TAG('v', 'p', 'c', 'i')
+#define TAG_VIRTIO_DEVICE SNAP_TAG('v', 'd', 'e', 'v')
+
+static void save_queue(struct snap_writer *w, const struct vp_queue *q, const struct virtq *vq)
+{
+    snap_put_u16(w, q->size);
+    snap_put_u16(w, q->msix_vector);
+    snap_put_u8(w, q->enabled);
+    snap_put_u64(w, q->desc);
+    snap_put_u64(w, q->driver);
+    snap_put_u64(w, q->device);
+    snap_put_u16(w, vq->last_avail_idx);
+    snap_put_u16(w, vq->used_idx);
+    snap_put_u16(w, vq->signalled_used);
+    snap_put_u8(w, vq->signalled_used_valid);
+}
+
+int virtio_pci_save(struct virtio_pci *vp, struct snap_writer *w)
+{
+    struct virtio_device *dev = vp->dev;
+    if (!dev->ops->save || !dev->ops->restore)
+        return -ENOTSUP;
+    snap_begin(w, TAG_VIRTIO_DEVICE);
+    int r = dev->ops->save(dev, w); /* first: it may give back chains it holds */
+    snap_end(w);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&vp->lock);
+    snap_begin(w, TAG_VIRTIO_PCI);
+    snap_put_u32(w, dev->device_id);
+    snap_put_u32(w, dev->num_queues);
+    snap_put_u32(w, vp->device_feature_select);
+    snap_put_u32(w, vp->driver_feature_select);
+    snap_put_u64(w, vp->driver_features);
+    snap_put_u16(w, vp->config_vector);
+    snap_put_u8(w, vp->status);
+    snap_put_u16(w, vp->queue_select);
+    snap_put_u32(w, atomic_load(&vp->isr));
+    snap_put_u32(w, atomic_load(&vp->config_generation));
+    for (unsigned i = 0; i < dev->num_queues; i++)
+        save_queue(w, &vp->queues[i], &dev->queues[i]);
+    snap_end(w);
+    pthread_mutex_unlock(&vp->lock);
+    msix_save(vp->msix, w);
+    return 0;
+}
+
+/* The registers, as the guest left them; the queues' progress goes in *progress. */
+static bool restore_registers(struct virtio_pci *vp, struct snap_reader *s, struct virtq *progress)
+{
+    struct virtio_device *dev = vp->dev;
+    if (snap_get_u32(s) != dev->device_id || snap_get_u32(s) != dev->num_queues)
+        return snap_reject(s);
+    vp->device_feature_select = snap_get_u32(s);
+    vp->driver_feature_select = snap_get_u32(s);
+    vp->driver_features = snap_get_u64(s);
+    vp->config_vector = valid_vector(vp, snap_get_u16(s));
+    vp->status = snap_get_u8(s);
+    vp->queue_select = snap_get_u16(s);
+    atomic_store(&vp->isr, snap_get_u32(s) & (ISR_QUEUE | ISR_CONFIG));
+    atomic_store(&vp->config_generation, snap_get_u32(s));
+    for (unsigned i = 0; i < dev->num_queues; i++) {
+        struct vp_queue *q = &vp->queues[i];
+        uint16_t size = snap_get_u16(s);
+        q->size = size >= 1 && size <= dev->queue_max_size ? size : dev->queue_max_size;
+        q->msix_vector = valid_vector(vp, snap_get_u16(s));
+        q->enabled = snap_get_u8(s) != 0;
+        q->desc = snap_get_u64(s);
+        q->driver = snap_get_u64(s);
+        q->device = snap_get_u64(s);
+        progress[i].last_avail_idx = snap_get_u16(s);
+        progress[i].used_idx = snap_get_u16(s);
+        progress[i].signalled_used = snap_get_u16(s);
+        progress[i].signalled_used_valid = snap_get_u8(s) != 0;
+    }
+    /* Features beyond the offer would have been refused at FEATURES_OK. */
+    if ((vp->driver_features & ~offered_features(vp)) != 0)
+        return snap_reject(s);
+    return snap_reader_ok(s, true);
+}
+
+/* A live device: its rings set up as at DRIVER_OK, at the saved progress, then activated. */
+static bool restore_live(struct virtio_pci *vp, const struct virtq *progress)
+{
+    struct virtio_device *dev = vp->dev;
+    dev->driver_features = vp->driver_features;
+    if (init_queues(vp) >= 0)
+        return false;
+    for (unsigned i = 0; i < dev->num_queues; i++) {
+        struct virtq *q = &dev->queues[i];
+        q->last_avail_idx = progress[i].last_avail_idx;
+        q->used_idx = progress[i].used_idx;
+        q->signalled_used = progress[i].signalled_used;
+        q->signalled_used_valid = progress[i].signalled_used_valid;
+    }
+    atomic_store(&vp->live, true);
+    if (dev->ops->activate)
+        dev->ops->activate(dev);
+    return true;
+}
+
+bool virtio_pci_restore(struct virtio_pci *vp, struct snap_reader *r)
+{
+    struct virtio_device *dev = vp->dev;
+    struct snap_reader device, regs;
+    snap_section(r, TAG_VIRTIO_DEVICE, &device);
+    snap_section(r, TAG_VIRTIO_PCI, &regs);
+    struct virtq *progress = calloc(dev->num_queues, sizeof(*progress));
+    if (!progress || !dev->ops->restore)
+        return free(progress), snap_reject(r);
+    pthread_mutex_lock(&vp->lock);
+    bool ok = snap_reader_ok(r, false) && restore_registers(vp, &regs, progress);
+    uint8_t status = vp->status;
+    pthread_mutex_unlock(&vp->lock);
+    bool live = (status & VIRTIO_STATUS_DRIVER_OK) && !(status & VIRTIO_STATUS_NEEDS_RESET);
+    /* MSI-X before activation: a device may complete requests at once, and their interrupts
+     * must find the vectors routed. */
+    ok = ok && msix_restore(vp->msix, r);
+    if (ok && live)
+        ok = restore_live(vp, progress);
+    free(progress);
+    ok = ok && dev->ops->restore(dev, &device);
+    /* Whatever the driver made available meanwhile is looked at once the loop runs. */
+    for (unsigned i = 0; ok && live && i < dev->num_queues; i++) {
+        uint64_t one = 1;
+        if (write(vp->queues[i].kick_fd, &one, sizeof(one)) < 0) {
+            /* a kick is pending anyway */
+        }
+    }
+    return ok || snap_reject(r);
+}

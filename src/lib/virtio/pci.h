@@ -69,6 +69,17 @@ struct virtio_pci *virtio_pci_new(struct virtio_device *dev, const struct virtio
 /* After the vCPUs and the I/O loop stopped. */
 void virtio_pci_free(struct virtio_pci *vp);
 
+/*
+ * Snapshots of the transport (registers, queues, MSI-X) and the device behind it. save: with
+ * the vCPUs stopped and the I/O loop parked; -ENOTSUP for a device without snapshot support,
+ * -EBUSY when the device cannot be saved now. restore: into a function freshly built from the
+ * same configuration, after the PCI bus restored its config space and before any thread runs;
+ * a live device is activated on the rings the driver had set up, and each of its queues is
+ * looked at once the I/O loop runs. Returns false when the section is damaged.
+ */
+int virtio_pci_save(struct virtio_pci *vp, struct snap_writer *w);
+bool virtio_pci_restore(struct virtio_pci *vp, struct snap_reader *r);
+
 /* The PCI function, e.g. for tests that drive config space. */
 struct pci_device *virtio_pci_function(struct virtio_pci *vp);
 

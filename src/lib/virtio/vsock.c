@@ -1269,12 +1269,43 @@ static void vsock_destroy(struct virtio_device *dev)
     free(v);
 }
 
+/*
+ * Only a device with no connection can be saved: a connection's other end is a host socket
+ * of this process, which a restored VM would not have. The guest may listen; that is its own
+ * state. Resets owed for stray packets are dropped (the guest's timeouts cover them), and a
+ * held rx buffer goes back to the ring.
+ */
+static int vsock_save(struct virtio_device *dev, struct snap_writer *w)
+{
+    struct virtio_vsock *v = to_vsock(dev);
+    pthread_mutex_lock(&v->lock);
+    bool busy = v->nconns > 0 || v->requests != NULL;
+    pthread_mutex_unlock(&v->lock);
+    if (busy)
+        return -EBUSY;
+    if (v->rx_held) {
+        v->dev.queues[VSOCK_RXQ].last_avail_idx--;
+        v->rx_held = false;
+    }
+    snap_put_u32(w, v->next_host_port);
+    return 0;
+}
+
+static bool vsock_restore(struct virtio_device *dev, struct snap_reader *r)
+{
+    struct virtio_vsock *v = to_vsock(dev);
+    v->next_host_port = snap_get_u32(r);
+    return snap_reader_ok(r, true);
+}
+
 static const struct virtio_device_ops vsock_ops = {
     .queue_notify = vsock_queue_notify,
     .config_read = vsock_config_read,
     .activate = vsock_activate,
     .reset = vsock_reset,
     .destroy = vsock_destroy,
+    .save = vsock_save,
+    .restore = vsock_restore,
 };
 
 static struct virtio_vsock *alloc_vsock(uint64_t guest_cid, struct io_loop *loop)
