@@ -247,6 +247,28 @@ int cove_config_set_vsock(cove_config *config, uint64_t guest_cid, const char *u
 /* Whether a vsock device is configured; *guest_cid and *uds_path (NULL: none) when not NULL. */
 bool cove_config_vsock(const cove_config *config, uint64_t *guest_cid, const char **uds_path);
 
+/*
+ * Boot snapshots: with a cache directory (created, mode 0700, if missing), the first start of
+ * a configuration boots the guest and, once its init says it is ready (cove-agent, idle and
+ * listening: see COVE_READY_MAGIC), saves the whole machine there (a few tens of MB, the
+ * guest RAM sparse); later starts of the same configuration restore that snapshot instead of
+ * booting, in milliseconds, its RAM mapped copy-on-write. Before the first request, the host
+ * gives the restored guest the current time and fresh entropy (its kernel reseeds its random
+ * number generator), so restored VMs share nothing that should be unique.
+ *
+ * A snapshot belongs to one configuration on one host: the kernel and initrd files (path,
+ * size, modification time), command line, CPUs, memory, devices, this libcove and the host's
+ * KVM; anything else makes a new entry. Only configurations whose devices can be saved use it:
+ * no disks, no shares, the serial console device, network none or NAT, and a vsock device;
+ * others boot as usual. A damaged or unusable entry is removed with a warning and the guest
+ * boots afresh. Nothing secret is in a snapshot: it is taken before any request reaches the
+ * guest. What the guest kernel drew from its random number generator while booting (address
+ * space layout, hash seeds) is the same in every VM restored from one snapshot; what it draws
+ * after the restore is not. NULL (the default) turns it off.
+ */
+int cove_config_set_boot_cache(cove_config *config, const char *dir);
+const char *cove_config_boot_cache(const cove_config *config);
+
 const char *cove_config_kernel(const cove_config *config);
 const char *cove_config_initrd(const cove_config *config);
 const char *cove_config_cmdline(const cove_config *config);
@@ -368,7 +390,22 @@ cove_exit cove_vm_exit(const cove_vm *vm);
  */
 #define COVE_BOOT_PORT 0x0440
 #define COVE_BOOT_MAGIC 0x7b
+/*
+ * The same signal from an init that also writes COVE_READY_MAGIC once it has set up the guest
+ * and waits for requests with nothing running (cove-agent): that is the moment a boot
+ * snapshot is taken (cove_config_set_boot_cache).
+ */
+#define COVE_BOOT_MAGIC_AGENT 0x7c
+#define COVE_READY_MAGIC 0x7d
 uint64_t cove_vm_boot_signal_ns(const cove_vm *vm);
+
+/* How the guest came up: booted, booted and saved as a boot snapshot, or restored from one. */
+typedef enum cove_boot_source {
+    COVE_BOOT_COLD,
+    COVE_BOOT_COLD_SAVED,
+    COVE_BOOT_RESTORED,
+} cove_boot_source;
+cove_boot_source cove_vm_boot_source(const cove_vm *vm);
 
 /* ---- Sockets and the guest agent ---- */
 

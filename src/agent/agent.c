@@ -83,9 +83,8 @@ static void say(const char *format, ...)
  * the nested test host it raised #GP although ioperm() had succeeded, and a fault here kills
  * PID 1 (docs/testing.md). /dev/port exists once devtmpfs is mounted, so this runs after.
  */
-static void signal_boot_complete(void)
+static void write_boot_port(unsigned char magic)
 {
-    const unsigned char magic = COVE_BOOT_MAGIC;
     int fd = open("/dev/port", O_WRONLY | O_CLOEXEC);
     if (fd >= 0) {
         ssize_t written = pwrite(fd, &magic, 1, COVE_BOOT_PORT);
@@ -95,10 +94,27 @@ static void signal_boot_complete(void)
     }
 #if defined(__x86_64__) || defined(__i386__)
     if (ioperm(COVE_BOOT_PORT, 1, 1) == 0) {
-        outb(COVE_BOOT_MAGIC, COVE_BOOT_PORT);
+        outb(magic, COVE_BOOT_PORT);
         ioperm(COVE_BOOT_PORT, 1, 0);
     }
 #endif
+}
+
+/* cove-agent's boot-complete says it will also say READY (see signal_ready). */
+static void signal_boot_complete(void)
+{
+    write_boot_port(COVE_BOOT_MAGIC_AGENT);
+}
+
+/*
+ * Set up, the listener open, nothing started or connected yet: the VMM may save the machine
+ * as a boot snapshot now (it does so while this port write exits to it), and a VM restored
+ * from it goes on from right here, starting the console command if there is one. Said even
+ * when the VMM takes no snapshot, so that it need not wait.
+ */
+static void signal_ready(void)
+{
+    write_boot_port(COVE_READY_MAGIC);
 }
 
 static void mount_one(const char *source, const char *target, const char *type,
@@ -647,6 +663,7 @@ int main(int argc, char *argv[])
     sup.listener = open_listener();
     sup.button_count = open_power_buttons(sup.buttons, AGENT_MAX_BUTTONS);
 
+    signal_ready();
     /* With a host to serve and no command of its own, the console stays idle. */
     if (command != NULL || sup.listener < 0)
         sup.session = spawn_session(command);

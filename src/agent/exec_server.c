@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/random.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -898,6 +899,46 @@ static bool greet(struct server *s)
     return true;
 }
 
+/*
+ * The entropy goes into the kernel's input pool, credited, and the generator is reseeded from
+ * it at once, so that what this guest draws from now on differs from every other guest
+ * restored from the same snapshot. Then the clock, which stood still in the snapshot.
+ */
+static int take_resume(const struct agent_resume *resume)
+{
+    struct {
+        struct rand_pool_info info;
+        uint8_t bytes[AGENT_RESUME_ENTROPY];
+    } pool = {.info = {.entropy_count = 8 * AGENT_RESUME_ENTROPY, .buf_size = AGENT_RESUME_ENTROPY}};
+    memcpy(pool.bytes, resume->entropy, sizeof(pool.bytes));
+    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+    int err = 0;
+    if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)
+        err = errno;
+    if (fd >= 0)
+        close(fd);
+    memset(&pool, 0, sizeof(pool));
+    struct timespec now = {.tv_sec = (time_t)resume->realtime_sec, .tv_nsec = resume->realtime_nsec};
+    if (err == 0 && clock_settime(CLOCK_REALTIME, &now) < 0)
+        err = errno;
+    return err;
+}
+
+static enum exec_server_result serve_resume(struct server *s, const struct agent_frame *frame)
+{
+    struct agent_resume resume;
+    if (agent_parse_resume(frame, &resume) < 0)
+        return reject(s, frame, "request");
+    int err = take_resume(&resume);
+    memset(&resume, 0, sizeof(resume));
+    if (err)
+        send_failure(s, AGENT_ERROR, err, "taking the host's clock and entropy: %s",
+                     strerror(err));
+    else
+        send_empty(s, AGENT_OK);
+    return EXEC_SERVER_DONE;
+}
+
 static enum exec_server_result serve_request(struct server *s)
 {
     struct agent_frame frame;
@@ -916,6 +957,8 @@ static enum exec_server_result serve_request(struct server *s)
             return reject(s, &frame, "request");
         send_empty(s, AGENT_OK);
         return EXEC_SERVER_SHUTDOWN;
+    case AGENT_RESUME:
+        return serve_resume(s, &frame);
     default:
         return reject(s, &frame, "as a request");
     }

@@ -34,6 +34,8 @@ enum {
 
 struct run_options {
     bool boot_timer;
+    const char *boot_cache; /* --boot-cache DIR */
+    bool no_boot_cache;
     bool kernel_given;
     bool initrd_given;
     bool cmdline_given;
@@ -81,6 +83,8 @@ enum {
     OPT_SHARE,
     OPT_NET,
     OPT_PUBLISH,
+    OPT_BOOT_CACHE,
+    OPT_NO_BOOT_CACHE,
 };
 
 /* The default kernel command line: the serial console, quiet, and no waiting after a panic. */

@@ -59,6 +59,11 @@ static void usage(FILE *out)
             "  --nested             nested virtualization: the guest sees VMX/SVM and can run\n"
             "                       KVM (off by default; needs a host KVM with nested=1)\n"
             "  --boot-timer         report when the guest's init signalled boot-complete\n"
+            "  --boot-cache DIR     keep boot snapshots in DIR (default with a command:\n"
+            "                       $XDG_CACHE_HOME/cove/boot or ~/.cache/cove/boot): a\n"
+            "                       configuration's first run saves its booted guest, later\n"
+            "                       runs restore it instead of booting (no disks or shares)\n"
+            "  --no-boot-cache      always boot afresh, save nothing\n"
             "\n"
             "with a command:\n"
             "  -i, --interactive    send stdin to CMD (otherwise CMD reads end-of-file)\n"
@@ -254,6 +259,13 @@ static int apply_option(cove_config *config, struct run_options *opts, int opt, 
     case OPT_BOOT_TIMER:
         opts->boot_timer = true;
         return 0;
+    case OPT_BOOT_CACHE:
+        opts->boot_cache = arg;
+        opts->no_boot_cache = false;
+        return 0;
+    case OPT_NO_BOOT_CACHE:
+        opts->no_boot_cache = true;
+        return 0;
     default:
         return apply_command_option(opts, opt, arg);
     }
@@ -274,6 +286,8 @@ static int parse_run_args(int argc, char **argv, cove_config *config, struct run
         {"no-rng", no_argument, NULL, OPT_NO_RNG},
         {"nested", no_argument, NULL, OPT_NESTED},
         {"boot-timer", no_argument, NULL, OPT_BOOT_TIMER},
+        {"boot-cache", required_argument, NULL, OPT_BOOT_CACHE},
+        {"no-boot-cache", no_argument, NULL, OPT_NO_BOOT_CACHE},
         {"interactive", no_argument, NULL, 'i'},
         {"tty", no_argument, NULL, 't'},
         {"env", required_argument, NULL, 'e'},
@@ -426,6 +440,37 @@ static int add_mounts_to_cmdline(cove_config *config, const struct run_options *
     return r;
 }
 
+/* $XDG_CACHE_HOME/cove/boot, else ~/.cache/cove/boot; NULL when neither is set. */
+static char *default_boot_cache(void)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    const char *base = xdg && xdg[0] == '/' ? xdg : home && home[0] == '/' ? home : NULL;
+    if (!base)
+        return NULL;
+    const char *rest = base == xdg ? "/cove/boot" : "/.cache/cove/boot";
+    size_t len = strlen(base) + strlen(rest) + 1;
+    char *dir = malloc(len);
+    if (dir)
+        snprintf(dir, len, "%s%s", base, rest);
+    return dir;
+}
+
+/* Boot snapshots for commands (the main job) unless --no-boot-cache; a console boot only
+ * with --boot-cache. */
+static int apply_boot_cache(cove_config *config, const struct run_options *opts)
+{
+    if (opts->no_boot_cache || (!opts->boot_cache && opts->command_count == 0))
+        return 0;
+    char *dir = opts->boot_cache ? NULL : default_boot_cache();
+    int r = cove_config_set_boot_cache(config, opts->boot_cache ? opts->boot_cache : dir);
+    free(dir);
+    if (r < 0)
+        fprintf(stderr, "cove: --boot-cache: %s\n",
+                r == -EINVAL ? "needs a directory (or use --no-boot-cache)" : strerror(-r));
+    return r;
+}
+
 static int cmd_run(int argc, char **argv, uint64_t started_ns)
 {
     cove_config *config = cove_config_new();
@@ -446,6 +491,7 @@ static int cmd_run(int argc, char **argv, uint64_t started_ns)
         (!opts.cmdline_given && cove_config_set_cmdline(config, DEFAULT_CMDLINE) < 0) ||
         apply_default_network(config, &opts) < 0 ||
         add_mounts_to_cmdline(config, &opts) < 0 ||
+        apply_boot_cache(config, &opts) < 0 ||
         report_problems(config) < 0)
         status = with_command ? EXIT_EXEC_COVE_FAILED : EXIT_USAGE;
     else if (with_command)

@@ -320,6 +320,15 @@ static void end_vm(struct command_run *run, const cove_config *config)
     cove_vm_wait(run->vm, -1);
 }
 
+static const char *boot_source_note(cove_boot_source source)
+{
+    switch (source) {
+    case COVE_BOOT_RESTORED: return " (restored from the boot cache)";
+    case COVE_BOOT_COLD_SAVED: return " (booted; saved to the boot cache)";
+    default: return "";
+    }
+}
+
 static int boot_and_run(struct command_run *run, const cove_config *config,
                         const struct run_options *opts, uint64_t started_ns)
 {
@@ -349,8 +358,9 @@ static int boot_and_run(struct command_run *run, const cove_config *config,
     terminal_restore(&term);
     uint64_t boot_ns = cove_vm_boot_signal_ns(run->vm);
     if (opts->boot_timer && boot_ns)
-        fprintf(stderr, "cove: boot-timer: %llu us\n",
-                (unsigned long long)((boot_ns - started_ns) / 1000));
+        fprintf(stderr, "cove: boot-timer: %llu us%s\n",
+                (unsigned long long)((boot_ns - started_ns) / 1000),
+                boot_source_note(cove_vm_boot_source(run->vm)));
     cove_exec_free(run->exec);
     cove_vm_free(run->vm);
     return status;

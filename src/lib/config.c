@@ -69,6 +69,7 @@ void cove_config_free(cove_config *config)
     free(config->cmdline);
     free(config->serial_path);
     free(config->vsock_path);
+    free(config->boot_cache_dir);
     free_disks(config);
     config_free_shares(config);
     config_free_network(config);
@@ -293,7 +294,7 @@ cove_config *cove_config_copy(const cove_config *config)
     *copy = *config;
     /* Cleared first so a failure half way frees only what this copy owns. */
     copy->kernel_path = copy->initrd_path = copy->cmdline = copy->serial_path = NULL;
-    copy->vsock_path = NULL;
+    copy->vsock_path = copy->boot_cache_dir = NULL;
     copy->shares = NULL;
     copy->share_count = 0;
     copy->mac = NULL;
@@ -306,7 +307,8 @@ cove_config *cove_config_copy(const cove_config *config)
         replace_string(&copy->initrd_path, config->initrd_path) ||
         replace_string(&copy->cmdline, config->cmdline) ||
         replace_string(&copy->serial_path, config->serial_path) ||
-        replace_string(&copy->vsock_path, config->vsock_path)) {
+        replace_string(&copy->vsock_path, config->vsock_path) ||
+        replace_string(&copy->boot_cache_dir, config->boot_cache_dir)) {
         cove_config_free(copy);
         return NULL;
     }
@@ -322,6 +324,18 @@ int cove_config_set_vsock(cove_config *config, uint64_t guest_cid, const char *u
     config->vsock = true;
     config->vsock_cid = guest_cid ? guest_cid : COVE_VSOCK_MIN_CID;
     return 0;
+}
+
+int cove_config_set_boot_cache(cove_config *config, const char *dir)
+{
+    if (dir && !is_path(dir))
+        return -EINVAL;
+    return replace_string(&config->boot_cache_dir, dir);
+}
+
+const char *cove_config_boot_cache(const cove_config *config)
+{
+    return config->boot_cache_dir;
 }
 
 bool cove_config_vsock(const cove_config *config, uint64_t *guest_cid, const char **uds_path)

@@ -79,6 +79,8 @@ struct cove_config {
     bool vsock;          /* a virtio-vsock device */
     uint64_t vsock_cid;  /* the guest's CID */
     char *vsock_path;    /* NULL: no Unix socket endpoint for other host programs */
+
+    char *boot_cache_dir; /* NULL: no boot snapshots */
 };
 
 /* The longest vsock Unix socket path: "<path>_<port>" must still fit a sockaddr_un. */

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -831,6 +832,48 @@ int agent_shutdown(int agent_fd, int timeout_ms, cove_error *error)
             err = expect_ok(agent_fd, &reader, &d, error, "asking for the power-off");
         agent_reader_destroy(&reader);
     }
+    close(agent_fd);
+    return err;
+}
+
+/* The entropy comes from getrandom(), so no two restored guests get the same. */
+static int fill_resume(struct agent_resume *resume, cove_error *error)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    resume->realtime_sec = now.tv_sec;
+    resume->realtime_nsec = (uint32_t)now.tv_nsec;
+    size_t got = 0;
+    while (got < sizeof(resume->entropy)) {
+        ssize_t n = getrandom(resume->entropy + got, sizeof(resume->entropy) - got, 0);
+        if (n < 0 && errno != EINTR)
+            return fail(error, -errno, "getrandom: %s", strerror(errno));
+        got += n > 0 ? (size_t)n : 0;
+    }
+    return 0;
+}
+
+int agent_resume(int agent_fd, int timeout_ms, cove_error *error)
+{
+    struct deadline d = deadline_in(timeout_ms);
+    struct agent_resume resume;
+    int err = fill_resume(&resume, error);
+    struct agent_reader reader;
+    if (err == 0)
+        err = open_session(agent_fd, &reader, &d, error);
+    if (err == 0) {
+        uint8_t data[AGENT_HEADER_SIZE + 64];
+        struct agent_buf buf;
+        agent_buf_init(&buf, data, sizeof(data));
+        agent_encode_resume(&buf, &resume);
+        err = send_frame(agent_fd, &buf, &d);
+        if (err < 0)
+            describe_stream_error(error, err, "sending RESUME");
+        else
+            err = expect_ok(agent_fd, &reader, &d, error, "giving the restored guest its clock");
+        agent_reader_destroy(&reader);
+    }
+    explicit_bzero(&resume, sizeof(resume));
     close(agent_fd);
     return err;
 }

@@ -26,5 +26,7 @@ int agent_copy_in(int agent_fd, int src_fd, const char *guest_path, uint32_t mod
 int agent_copy_out(int agent_fd, const char *guest_path, int dst_fd, int timeout_ms,
                    cove_error *error);
 int agent_shutdown(int agent_fd, int timeout_ms, cove_error *error);
+/* Tells the agent of a guest restored from a snapshot the time and fresh entropy (RESUME). */
+int agent_resume(int agent_fd, int timeout_ms, cove_error *error);
 
 #endif

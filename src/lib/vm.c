@@ -23,6 +23,7 @@
 #include "arch/x86_64/boot.h"
 #include "arch/x86_64/cpu.h"
 #include "arch/x86_64/layout.h"
+#include "arch/x86_64/state.h"
 #include "bus/io_bus.h"
 #include "bus/pci.h"
 #include "config_internal.h"
@@ -38,6 +39,7 @@
 #include "hv/kvm.h"
 #include "hv/kvm_msi.h"
 #include "io_loop.h"
+#include "snapshot/file.h"
 #include "virtio/blk.h"
 #include "virtio/fs.h"
 #include "virtio/net.h"
@@ -49,80 +51,7 @@
 #include "virtio/rng.h"
 #include "virtio/vsock.h"
 #include "vm_internal.h"
-
-/* Virtio functions on the PCI bus: the disks, a console and an entropy source. */
-#define VM_MAX_VIRTIO (COVE_DISK_MAX + COVE_SHARE_MAX + 4)
-/* MSI routes: one per queue plus one for configuration changes, for every function. */
-#define VM_MAX_MSI_ROUTES 256
-
-/* The signal that pulls a vCPU thread out of KVM_RUN. A real-time signal nobody else is
- * likely to use; its handler does nothing, the interruption is the point. */
-#define VCPU_KICK_SIGNAL (SIGRTMIN + 4)
-
-struct vcpu_slot {
-    struct cove_vm *vm;
-    struct kvm_vcpu vcpu;
-    pthread_t thread;
-    bool thread_started;
-};
-
-struct devices {
-    struct uart *uart;
-    struct i8042 *i8042;
-    struct rtc *rtc;
-    struct acpi_pm *acpi_pm;
-    struct pvpanic *pvpanic;
-    struct boot_timer *boot_timer;
-};
-
-struct serial_io {
-    int in_fd;        /* -1: no input */
-    int out_fd;       /* -1: output discarded */
-    int owned_out_fd; /* the console file cove opened, closed at free */
-    struct console_input *input;
-};
-
-struct cove_vm {
-    cove_config *config;
-
-    pthread_mutex_t lock; /* guards state, exit, callback, vcpus_running, ended */
-    pthread_cond_t changed;
-    cove_state state;
-    cove_exit exit;
-    bool started;
-    bool ended;
-    cove_state_fn callback;
-    void *callback_opaque;
-    cove_warning_fn warning; /* set before the start; read by the I/O thread */
-    void *warning_opaque;
-    unsigned pending_callbacks; /* state changes whose callback has not returned yet */
-    int state_fd;
-
-    atomic_bool stopping;
-    atomic_uint_fast64_t boot_signal_ns;
-
-    struct guest_mem mem;
-    struct kvm_vm kvm;
-    struct io_bus pio;
-    struct io_bus mmio;
-    struct machine_sink sink;
-    struct devices dev;
-    struct serial_io serial;
-    struct pci_bus *pci;
-    struct kvm_msi_router *msi;
-    struct virtio_pci *virtio[VM_MAX_VIRTIO];
-    unsigned virtio_count;
-    struct virtio_device *virtio_console; /* owned by its transport; for the prepare hook */
-    struct virtio_device *vsock;          /* owned by its transport; NULL without one */
-
-    struct vcpu_slot *vcpus;
-    unsigned vcpu_count;
-    unsigned vcpus_running;
-
-    struct io_loop *io_loop;
-    pthread_t io_thread;
-    bool io_thread_started;
-};
+#include "vm_machine.h"
 
 /* ---- state ---- */
 
@@ -235,6 +164,9 @@ static void vm_finish(cove_vm *vm, cove_exit_kind kind, const char *reason)
         note = set_state_locked(vm, COVE_STATE_STOPPING);
     pthread_mutex_unlock(&vm->lock);
     atomic_store(&vm->stopping, true);
+    pthread_mutex_lock(&vm->lock);
+    pthread_cond_broadcast(&vm->changed); /* parked vCPU threads must see it */
+    pthread_mutex_unlock(&vm->lock);
     kick_vcpus(vm);
     deliver_state(vm, note);
 }
@@ -256,6 +188,7 @@ static void vcpu_thread_done(cove_vm *vm)
 {
     pthread_mutex_lock(&vm->lock);
     bool last = --vm->vcpus_running == 0;
+    pthread_cond_broadcast(&vm->changed); /* a pause waits for the others to park or leave */
     struct state_note note = {0};
     if (last) {
         if (vm->exit.kind == COVE_EXIT_NONE) {
@@ -309,11 +242,21 @@ static void sink_event(void *ctx, enum machine_event event)
         /* The guest is dead: with panic=0 it would spin forever, so end it now. */
         vm_finish(vm, COVE_EXIT_GUEST_PANIC, "guest kernel panicked");
         break;
-    case MACHINE_EVENT_BOOT_DONE: {
+    case MACHINE_EVENT_BOOT_DONE:
+    case MACHINE_EVENT_BOOT_DONE_AGENT: {
         uint_fast64_t none = 0;
         atomic_compare_exchange_strong(&vm->boot_signal_ns, &none, monotonic_ns());
+        /* An init that will not say READY: there will be no snapshot to wait for. */
+        int wanted = VM_SNAPSHOT_WANTED;
+        if (event == MACHINE_EVENT_BOOT_DONE &&
+            atomic_compare_exchange_strong(&vm->snapshot_state, &wanted, VM_SNAPSHOT_GIVEN_UP))
+            vm_snapshot_settled(vm);
         break;
     }
+    case MACHINE_EVENT_AGENT_READY:
+        if (atomic_load(&vm->snapshot_state) == VM_SNAPSHOT_WANTED)
+            atomic_store(&vm->snapshot_due, true);
+        break;
     }
 }
 
@@ -397,6 +340,59 @@ static bool handle_exit(cove_vm *vm, struct kvm_vcpu *vcpu)
     }
 }
 
+/* Held out of KVM_RUN, the last exit completed, until the pause ends or the VM stops. */
+static void park_vcpu(cove_vm *vm, struct vcpu_slot *slot)
+{
+    x86_vcpu_quiesce(&slot->vcpu);
+    pthread_mutex_lock(&vm->lock);
+    vm->vcpus_parked++;
+    pthread_cond_broadcast(&vm->changed);
+    while (atomic_load(&vm->pause_pending) && !atomic_load(&vm->stopping))
+        pthread_cond_wait(&vm->changed, &vm->lock);
+    vm->vcpus_parked--;
+    pthread_mutex_unlock(&vm->lock);
+}
+
+bool vm_pause_vcpus(cove_vm *vm, const struct vcpu_slot *self)
+{
+    atomic_store(&vm->pause_pending, true);
+    for (unsigned i = 0; i < vm->vcpu_count; i++) {
+        struct vcpu_slot *slot = &vm->vcpus[i];
+        if (slot == self || !slot->thread_started)
+            continue;
+        slot->vcpu.run->immediate_exit = 1;
+        pthread_kill(slot->thread, VCPU_KICK_SIGNAL);
+    }
+    unsigned others = self ? 1 : 0;
+    pthread_mutex_lock(&vm->lock);
+    while (vm->vcpus_parked + others < vm->vcpus_running && !atomic_load(&vm->stopping))
+        pthread_cond_wait(&vm->changed, &vm->lock);
+    bool paused = !atomic_load(&vm->stopping);
+    pthread_mutex_unlock(&vm->lock);
+    if (!paused)
+        vm_resume_vcpus(vm);
+    return paused;
+}
+
+void vm_resume_vcpus(cove_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    atomic_store(&vm->pause_pending, false);
+    pthread_cond_broadcast(&vm->changed);
+    pthread_mutex_unlock(&vm->lock);
+}
+
+void vm_snapshot_settled(cove_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    pthread_cond_broadcast(&vm->changed);
+    pthread_mutex_unlock(&vm->lock);
+    uint64_t one = 1;
+    if (write(vm->state_fd, &one, sizeof(one)) < 0) {
+        /* as in set_state_locked */
+    }
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu_slot *slot = arg;
@@ -407,6 +403,8 @@ static void *vcpu_thread(void *arg)
     pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
 
     while (!atomic_load(&vm->stopping)) {
+        if (atomic_load(&vm->pause_pending))
+            park_vcpu(vm, slot);
         if (ioctl(slot->vcpu.fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) {
                 slot->vcpu.run->immediate_exit = 0;
@@ -420,6 +418,8 @@ static void *vcpu_thread(void *arg)
         }
         if (!handle_exit(vm, &slot->vcpu))
             break;
+        if (atomic_exchange(&vm->snapshot_due, false))
+            vm_snapshot_save(vm, slot);
     }
     vcpu_thread_done(vm);
     return NULL;
@@ -564,9 +564,14 @@ static void free_devices(struct devices *d)
     *d = (struct devices){0};
 }
 
-static int setup_memory(cove_vm *vm, cove_error *error)
+/* Fresh RAM, or (snapshot not NULL) the snapshot's, mapped copy-on-write. */
+static int setup_memory(cove_vm *vm, const struct snap_file *snapshot, cove_error *error)
 {
-    int r = guest_mem_create(&vm->mem, vm->config->memory, X86_PCI_HOLE_START, X86_HIGH_RAM_START);
+    int r = snapshot ? guest_mem_map_file(&vm->mem, snapshot->fd, snapshot->mem_offset,
+                                          snapshot->mem_size, X86_PCI_HOLE_START,
+                                          X86_HIGH_RAM_START)
+                     : guest_mem_create(&vm->mem, vm->config->memory, X86_PCI_HOLE_START,
+                                        X86_HIGH_RAM_START);
     if (r < 0)
         return fail(error, r, "allocating guest memory: %s", strerror(-r));
     r = kvm_set_memory(&vm->kvm, 0, 0, vm->mem.low_size, vm->mem.host);
@@ -597,6 +602,7 @@ static int load_guest(cove_vm *vm, struct boot_entry *entry, cove_error *error)
     return 0;
 }
 
+/* entry NULL: vCPUs for a snapshot to restore, with only their CPUID set. */
 static int create_vcpus(cove_vm *vm, const struct boot_entry *entry, cove_error *error)
 {
     vm->vcpus = calloc(vm->config->cpus, sizeof(*vm->vcpus));
@@ -613,8 +619,12 @@ static int create_vcpus(cove_vm *vm, const struct boot_entry *entry, cove_error 
         if (r < 0)
             return fail(error, r, "KVM_CREATE_VCPU: %s", strerror(-r));
         vm->vcpu_count = i + 1;
-        r = x86_vcpu_setup(&vm->kvm, &slot->vcpu, &cpu_options, entry, error->message,
-                           sizeof(error->message));
+        if (entry)
+            r = x86_vcpu_setup(&vm->kvm, &slot->vcpu, &cpu_options, entry, error->message,
+                               sizeof(error->message));
+        else
+            r = x86_vcpu_set_cpuid(&vm->kvm, &slot->vcpu, &cpu_options, error->message,
+                                   sizeof(error->message));
         if (r < 0)
             return r;
     }
@@ -817,13 +827,27 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
     return r;
 }
 
+/* The guest's start: its kernel loaded and the boot vCPU at its entry, or a snapshot's state. */
+static int load_or_restore(cove_vm *vm, const struct snap_file *snapshot, cove_error *error)
+{
+    if (snapshot) {
+        int r = create_vcpus(vm, NULL, error);
+        return r == 0 ? vm_snapshot_restore(vm, snapshot, error) : r;
+    }
+    struct boot_entry entry;
+    int r = load_guest(vm, &entry, error);
+    return r == 0 ? create_vcpus(vm, &entry, error) : r;
+}
+
 static int build_machine(cove_vm *vm, cove_error *error)
 {
     int r = kvm_vm_open(&vm->kvm, error->message, sizeof(error->message));
     if (r == 0)
         r = x86_vm_setup(&vm->kvm, error->message, sizeof(error->message));
+    struct snap_file file = {.fd = -1};
+    bool restore = r == 0 && vm_snapshot_prepare(vm, &file);
     if (r == 0)
-        r = setup_memory(vm, error);
+        r = setup_memory(vm, restore ? &file : NULL, error);
     if (r == 0)
         r = open_serial(vm, error);
     if (r == 0)
@@ -834,15 +858,15 @@ static int build_machine(cove_vm *vm, cove_error *error)
         r = create_pci(vm, error);
     if (r == 0)
         r = create_virtio_devices(vm, error);
-    struct boot_entry entry;
     if (r == 0)
-        r = load_guest(vm, &entry, error);
-    if (r == 0)
-        r = create_vcpus(vm, &entry, error);
+        r = load_or_restore(vm, restore ? &file : NULL, error);
+    snap_file_close(&file);
     return r;
 }
 
 /* ---- public API ---- */
+
+static int boot_afresh(cove_vm *vm, cove_error *error);
 
 cove_vm *cove_vm_new(const cove_config *config, cove_error *error)
 {
@@ -864,6 +888,7 @@ cove_vm *cove_vm_new(const cove_config *config, cove_error *error)
     }
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->changed, NULL);
+    pthread_mutex_init(&vm->resume_lock, NULL);
     vm->state = COVE_STATE_STOPPED;
     vm->kvm = (struct kvm_vm){.kvm_fd = -1, .vm_fd = -1};
     vm->mem.memfd = -1;
@@ -917,6 +942,8 @@ int cove_vm_start(cove_vm *vm, cove_error *error)
     }
     set_state(vm, COVE_STATE_STARTING);
     int r = build_machine(vm, error);
+    if (r < 0 && atomic_load(&vm->snapshot_state) == VM_SNAPSHOT_RESTORED)
+        r = boot_afresh(vm, error);
     if (r == 0) {
         set_state(vm, COVE_STATE_RUNNING);
         r = start_threads(vm, error);
@@ -1018,6 +1045,44 @@ uint64_t cove_vm_boot_signal_ns(const cove_vm *vm)
     return atomic_load(&((cove_vm *)vm)->boot_signal_ns);
 }
 
+cove_boot_source cove_vm_boot_source(const cove_vm *vm)
+{
+    switch (atomic_load(&((cove_vm *)vm)->snapshot_state)) {
+    case VM_SNAPSHOT_SAVED: return COVE_BOOT_COLD_SAVED;
+    case VM_SNAPSHOT_RESTORED: return COVE_BOOT_RESTORED;
+    default: return COVE_BOOT_COLD;
+    }
+}
+
+bool vm_snapshot_pending(cove_vm *vm)
+{
+    int state = atomic_load(&vm->snapshot_state);
+    return state == VM_SNAPSHOT_WANTED || state == VM_SNAPSHOT_SAVING;
+}
+
+bool vm_resume_claim(cove_vm *vm)
+{
+    if (atomic_load(&vm->snapshot_state) != VM_SNAPSHOT_RESTORED)
+        return false;
+    pthread_mutex_lock(&vm->resume_lock);
+    if (!vm->resume_told)
+        return true; /* still locked: the caller tells the agent */
+    pthread_mutex_unlock(&vm->resume_lock);
+    return false;
+}
+
+void vm_resume_told(cove_vm *vm, bool told)
+{
+    vm->resume_told = told;
+    pthread_mutex_unlock(&vm->resume_lock);
+}
+
+void vm_warn(cove_vm *vm, const char *line)
+{
+    if (vm->warning)
+        vm->warning(vm, line, vm->warning_opaque);
+}
+
 struct virtio_device *vm_vsock(cove_vm *vm)
 {
     return vm->vsock;
@@ -1044,7 +1109,7 @@ static void join_threads(cove_vm *vm)
 
 /* Everything the machine holds, once no thread runs: devices before the buses and the
  * interrupt router they point into, those before the KVM VM and the memory. */
-static void free_machine(cove_vm *vm)
+static void free_built_machine(cove_vm *vm)
 {
     console_input_free(vm->serial.input);
     for (unsigned i = 0; i < vm->virtio_count; i++)
@@ -1061,9 +1126,44 @@ static void free_machine(cove_vm *vm)
     guest_mem_destroy(&vm->mem);
     if (vm->serial.owned_out_fd >= 0)
         close(vm->serial.owned_out_fd);
+    vm->serial = (struct serial_io){.in_fd = -1, .out_fd = -1, .owned_out_fd = -1};
+    vm->pci = NULL;
+    vm->msi = NULL;
+    vm->virtio_count = 0;
+    vm->virtio_console = vm->vsock = NULL;
+    vm->vcpus = NULL;
+    vm->vcpu_count = 0;
+}
+
+static void free_machine(cove_vm *vm)
+{
+    free_built_machine(vm);
     if (vm->state_fd >= 0)
         close(vm->state_fd);
     io_loop_free(vm->io_loop);
+}
+
+/*
+ * A snapshot that would not restore (the host's KVM changed, say): it is removed, what was
+ * built from it is thrown away, and the guest boots afresh (and is saved again at READY).
+ */
+static int boot_afresh(cove_vm *vm, cove_error *error)
+{
+    char line[COVE_ERROR_MAX + 128];
+    snprintf(line, sizeof(line), "%s; booting afresh", error->message);
+    vm_warn(vm, line);
+    unlink(vm->snapshot_path);
+    free_built_machine(vm);
+    io_loop_free(vm->io_loop);
+    io_bus_init(&vm->pio);
+    io_bus_init(&vm->mmio);
+    vm->io_loop = io_loop_new();
+    if (!vm->io_loop) {
+        snprintf(error->message, sizeof(error->message), "out of memory");
+        return -ENOMEM;
+    }
+    error->message[0] = '\0';
+    return build_machine(vm, error);
 }
 
 void cove_vm_free(cove_vm *vm)
@@ -1077,6 +1177,8 @@ void cove_vm_free(cove_vm *vm)
         vm_finish(vm, COVE_EXIT_STOPPED, "stopped by the host");
     join_threads(vm);
     free_machine(vm);
+    free(vm->snapshot_path);
+    pthread_mutex_destroy(&vm->resume_lock);
     cove_config_free(vm->config);
     pthread_cond_destroy(&vm->changed);
     pthread_mutex_destroy(&vm->lock);

@@ -120,10 +120,42 @@ static int agent_retry(cove_vm *vm)
     return cove_vm_boot_signal_ns(vm) ? AGENT_RETRY_BOOTED_MS : AGENT_RETRY_BOOTING_MS;
 }
 
+/* A boot snapshot is taken when cove-agent says READY: no connection may reach it before. */
+static void wait_for_snapshot(cove_vm *vm, int timeout_ms, int64_t start)
+{
+    while (vm_snapshot_pending(vm) && vm_accepts_connections(vm)) {
+        int left = remaining_ms(timeout_ms, start);
+        if (left == 0)
+            return;
+        cove_vm_wait(vm, left > 0 && left < RETRY_SLICE_MS ? left : RETRY_SLICE_MS);
+    }
+}
+
+/*
+ * A guest restored from a boot snapshot still has the snapshot's clock and random number
+ * generator state: before any request, its agent is given the time and fresh entropy. If that
+ * fails, nothing is run there.
+ */
+static int tell_resumed_agent(cove_vm *vm, int timeout_ms, int64_t start, cove_error *error)
+{
+    if (!vm_resume_claim(vm))
+        return 0;
+    int fd = connect_retrying(vm, COVE_AGENT_PORT, remaining_ms(timeout_ms, start), agent_retry,
+                              error);
+    int r = fd < 0 ? fd : agent_resume(fd, remaining_ms(timeout_ms, start), error);
+    vm_resume_told(vm, r == 0);
+    return r;
+}
+
 /* Connects to cove-agent; on failure error says what the user can do about it. */
 static int connect_agent(cove_vm *vm, int timeout_ms, cove_error *error)
 {
-    int fd = connect_retrying(vm, COVE_AGENT_PORT, timeout_ms, agent_retry, error);
+    int64_t start = monotonic_ms();
+    wait_for_snapshot(vm, timeout_ms, start);
+    int fd = tell_resumed_agent(vm, timeout_ms, start, error);
+    if (fd == 0) /* told, or nothing to tell: now the connection for this request */
+        fd = connect_retrying(vm, COVE_AGENT_PORT, remaining_ms(timeout_ms, start), agent_retry,
+                              error);
     if (fd == -ETIMEDOUT)
         fail(error, fd,
              "cove-agent did not answer on vsock port %u within %d ms (is cove-agent the "

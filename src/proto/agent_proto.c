@@ -78,6 +78,17 @@ bool agent_encode_empty(struct agent_buf *buf, uint16_t type)
     return agent_frame_end(buf, agent_frame_begin(buf, type));
 }
 
+bool agent_encode_resume(struct agent_buf *buf, const struct agent_resume *resume)
+{
+    size_t start = agent_frame_begin(buf, AGENT_RESUME);
+    uint64_t sec = (uint64_t)resume->realtime_sec;
+    agent_put_u32(buf, (uint32_t)sec);
+    agent_put_u32(buf, (uint32_t)(sec >> 32));
+    agent_put_u32(buf, resume->realtime_nsec);
+    agent_put_bytes(buf, resume->entropy, sizeof(resume->entropy));
+    return agent_frame_end(buf, start);
+}
+
 bool agent_encode_u32(struct agent_buf *buf, uint16_t type, uint32_t value)
 {
     size_t start = agent_frame_begin(buf, type);
@@ -199,6 +210,7 @@ const char *agent_type_name(uint16_t type)
     case AGENT_DATA: return "DATA";
     case AGENT_DATA_END: return "DATA_END";
     case AGENT_SHUTDOWN: return "SHUTDOWN";
+    case AGENT_RESUME: return "RESUME";
     default: return NULL;
     }
 }
@@ -285,6 +297,22 @@ static int cursor_done(const struct cursor *c)
 int agent_parse_empty(const struct agent_frame *frame)
 {
     return frame->length == 0 ? 0 : -EPROTO;
+}
+
+int agent_parse_resume(const struct agent_frame *frame, struct agent_resume *resume)
+{
+    if (frame->type != AGENT_RESUME || frame->length != 12 + AGENT_RESUME_ENTROPY)
+        return -EPROTO;
+    struct cursor c = cursor_of(frame);
+    uint64_t low = take_u32(&c);
+    uint64_t high = take_u32(&c);
+    resume->realtime_sec = (int64_t)(high << 32 | low);
+    resume->realtime_nsec = take_u32(&c);
+    memcpy(resume->entropy, c.at, AGENT_RESUME_ENTROPY);
+    c.left -= AGENT_RESUME_ENTROPY;
+    if (resume->realtime_nsec >= 1000000000u || resume->realtime_sec < 0)
+        return -EPROTO;
+    return cursor_done(&c);
 }
 
 int agent_parse_u32(const struct agent_frame *frame, uint32_t *value)

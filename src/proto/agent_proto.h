@@ -49,6 +49,7 @@ enum agent_type {
     AGENT_DATA = 34,
     AGENT_DATA_END = 35,
     AGENT_SHUTDOWN = 48,
+    AGENT_RESUME = 49,
 };
 
 #define AGENT_EXEC_TTY 1u   /* run on a pseudo-terminal */
@@ -104,6 +105,14 @@ struct agent_file_request {
     const char *path;
 };
 
+/* RESUME: the guest was restored from a snapshot; the host's clock and fresh entropy. */
+#define AGENT_RESUME_ENTROPY 32
+struct agent_resume {
+    int64_t realtime_sec; /* CLOCK_REALTIME on the host */
+    uint32_t realtime_nsec;
+    uint8_t entropy[AGENT_RESUME_ENTROPY];
+};
+
 /* ---- encoding: a frame is built into a caller-owned buffer ---- */
 
 struct agent_buf {
@@ -135,6 +144,7 @@ bool agent_encode_failure(struct agent_buf *buf, uint16_t type, const struct age
 bool agent_encode_exit(struct agent_buf *buf, const struct agent_exit *exit_status);
 bool agent_encode_winsize(struct agent_buf *buf, uint16_t rows, uint16_t cols);
 bool agent_encode_file(struct agent_buf *buf, uint16_t type, const struct agent_file_request *file);
+bool agent_encode_resume(struct agent_buf *buf, const struct agent_resume *resume);
 
 /* ---- decoding ---- */
 
@@ -158,6 +168,8 @@ int agent_parse_exit(const struct agent_frame *frame, struct agent_exit *exit_st
 int agent_parse_signal(const struct agent_frame *frame, int *signo);
 int agent_parse_winsize(const struct agent_frame *frame, uint16_t *rows, uint16_t *cols);
 int agent_parse_file(const struct agent_frame *frame, struct agent_file_request *file);
+/* RESUME: exactly the fields above, nanoseconds below one second. */
+int agent_parse_resume(const struct agent_frame *frame, struct agent_resume *resume);
 /* STDIN/STDOUT/STDERR/DATA: at most AGENT_CHUNK_MAX bytes. */
 int agent_parse_data(const struct agent_frame *frame);
 

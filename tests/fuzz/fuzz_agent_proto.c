@@ -51,6 +51,7 @@ static void check_small(const struct agent_frame *frame)
     uint32_t value;
     int signo;
     uint16_t rows, cols;
+    struct agent_resume resume;
     struct agent_buf buf;
     agent_buf_init(&buf, encoded, sizeof(encoded));
 
@@ -66,6 +67,8 @@ static void check_small(const struct agent_frame *frame)
         agent_encode_u32(&buf, AGENT_SIGNAL, (uint32_t)signo);
     else if (agent_parse_winsize(frame, &rows, &cols) == 0)
         agent_encode_winsize(&buf, rows, cols);
+    else if (agent_parse_resume(frame, &resume) == 0)
+        agent_encode_resume(&buf, &resume);
     else if (frame->type != AGENT_EXEC && agent_parse_data(frame) == 0)
         agent_encode_data(&buf, frame->type, frame->payload, frame->length);
     (void)agent_parse_empty(frame);

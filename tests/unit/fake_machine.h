@@ -17,7 +17,7 @@
 
 #define FM_GSIS 24 /* IOAPIC input pins */
 /* One past the last enum machine_event: keep in step with machine_events.h. */
-#define FM_EVENT_KINDS (MACHINE_EVENT_BOOT_DONE + 1)
+#define FM_EVENT_KINDS (MACHINE_EVENT_AGENT_READY + 1)
 
 /* fm_init flags: fail the test when the device under test does what it never should. */
 enum {

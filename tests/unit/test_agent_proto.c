@@ -414,6 +414,39 @@ static void small_message_malformations(void **state)
     assert_int_equal(agent_parse_file(&frame, &file), -EPROTO);
 }
 
+static void resume_round_trip_and_malformations(void **state)
+{
+    (void)state;
+    struct agent_buf buf = fresh_buf();
+    struct agent_resume in = {.realtime_sec = 0x123456789aLL, .realtime_nsec = 999999999};
+    for (unsigned i = 0; i < AGENT_RESUME_ENTROPY; i++)
+        in.entropy[i] = (uint8_t)(i * 7 + 1);
+    assert_true(agent_encode_resume(&buf, &in));
+    assert_int_equal(buf.len, AGENT_HEADER_SIZE + 12 + AGENT_RESUME_ENTROPY);
+    struct agent_frame frame = decode_one(&buf);
+    struct agent_resume out;
+    assert_int_equal(agent_parse_resume(&frame, &out), 0);
+    assert_true(out.realtime_sec == in.realtime_sec);
+    assert_int_equal(out.realtime_nsec, in.realtime_nsec);
+    assert_memory_equal(out.entropy, in.entropy, AGENT_RESUME_ENTROPY);
+
+    uint8_t bytes[12 + AGENT_RESUME_ENTROPY + 1];
+    memcpy(bytes, buf.data + AGENT_HEADER_SIZE, sizeof(bytes) - 1);
+    bytes[sizeof(bytes) - 1] = 0;
+    frame = raw_frame(AGENT_RESUME, bytes, sizeof(bytes) - 2); /* one byte short */
+    assert_int_equal(agent_parse_resume(&frame, &out), -EPROTO);
+    frame = raw_frame(AGENT_RESUME, bytes, sizeof(bytes)); /* one byte long */
+    assert_int_equal(agent_parse_resume(&frame, &out), -EPROTO);
+    frame = raw_frame(AGENT_OK, bytes, sizeof(bytes) - 1); /* right length, wrong type */
+    assert_int_equal(agent_parse_resume(&frame, &out), -EPROTO);
+    bytes[8] = 0x00, bytes[9] = 0xca, bytes[10] = 0x9a, bytes[11] = 0x3b; /* exactly 1e9 ns */
+    frame = raw_frame(AGENT_RESUME, bytes, sizeof(bytes) - 1);
+    assert_int_equal(agent_parse_resume(&frame, &out), -EPROTO);
+    bytes[8] = 0xff, bytes[9] = 0xc9; /* 999999999 again */
+    bytes[7] = 0x80;                   /* a negative time */
+    assert_int_equal(agent_parse_resume(&frame, &out), -EPROTO);
+}
+
 static void every_type_has_a_name(void **state)
 {
     (void)state;
@@ -423,7 +456,7 @@ static void every_type_has_a_name(void **state)
             known++;
             assert_non_null(agent_type_name((uint16_t)type));
         }
-    assert_int_equal(known, 19);
+    assert_int_equal(known, 20);
     assert_string_equal(agent_type_name(AGENT_STDIN_ACK), "STDIN_ACK");
 }
 
@@ -493,6 +526,7 @@ int main(void)
         cmocka_unit_test(exec_malformations_are_rejected),
         cmocka_unit_test(string_limits),
         cmocka_unit_test(small_message_malformations),
+        cmocka_unit_test(resume_round_trip_and_malformations),
         cmocka_unit_test(every_type_has_a_name),
         cmocka_unit_test(reader_reassembles_split_frames),
         cmocka_unit_test(reader_reports_garbage),

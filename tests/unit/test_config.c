@@ -233,6 +233,23 @@ static void test_setters(void **state)
     cove_config_free(c);
 }
 
+static void test_boot_cache(void **state)
+{
+    (void)state;
+    cove_config *c = cove_config_new();
+    assert_null(cove_config_boot_cache(c)); /* off by default */
+    assert_int_equal(cove_config_set_boot_cache(c, ""), -EINVAL);
+    assert_int_equal(cove_config_set_boot_cache(c, "/cache/boot"), 0);
+    assert_string_equal(cove_config_boot_cache(c), "/cache/boot");
+    cove_config *copy = cove_config_copy(c);
+    assert_non_null(copy);
+    assert_int_equal(cove_config_set_boot_cache(c, NULL), 0); /* off again */
+    assert_null(cove_config_boot_cache(c));
+    assert_string_equal(cove_config_boot_cache(copy), "/cache/boot");
+    cove_config_free(copy);
+    cove_config_free(c);
+}
+
 static void test_copy_is_deep(void **state)
 {
     (void)state;
@@ -1137,6 +1154,7 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_setters),
         cmocka_unit_test(test_copy_is_deep),
+        cmocka_unit_test(test_boot_cache),
         cmocka_unit_test(test_problems_free),
         cmocka_unit_test_setup_teardown(test_every_problem_at_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_kernel_not_a_kernel, setup, teardown),

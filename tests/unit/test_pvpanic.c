@@ -67,7 +67,7 @@ static void test_boot_timer_once_and_only_magic(void **state)
     struct fixture *f = *state;
 
     fm_out8(&f->fm, COVE_BOOT_PORT, 0);
-    fm_out8(&f->fm, COVE_BOOT_PORT, COVE_BOOT_MAGIC + 1);
+    fm_out8(&f->fm, COVE_BOOT_PORT, COVE_BOOT_MAGIC - 1);
     assert_int_equal(f->fm.events[MACHINE_EVENT_BOOT_DONE], 0);
     fm_out8(&f->fm, COVE_BOOT_PORT, COVE_BOOT_MAGIC);
     assert_int_equal(f->fm.events[MACHINE_EVENT_BOOT_DONE], 1);
@@ -77,12 +77,30 @@ static void test_boot_timer_once_and_only_magic(void **state)
     assert_int_equal(fm_in8(&f->fm, COVE_BOOT_PORT), 0xff);
 }
 
+/* cove-agent's magic is boot done and a promise of READY; READY counts once, boot or not. */
+static void test_boot_timer_agent_and_ready(void **state)
+{
+    struct fixture *f = *state;
+
+    fm_out8(&f->fm, COVE_BOOT_PORT, COVE_READY_MAGIC);
+    assert_int_equal(f->fm.events[MACHINE_EVENT_AGENT_READY], 1);
+    fm_out8(&f->fm, COVE_BOOT_PORT, COVE_BOOT_MAGIC_AGENT);
+    assert_int_equal(f->fm.events[MACHINE_EVENT_BOOT_DONE_AGENT], 1);
+    fm_out8(&f->fm, COVE_BOOT_PORT, COVE_BOOT_MAGIC);
+    fm_out8(&f->fm, COVE_BOOT_PORT, COVE_BOOT_MAGIC_AGENT);
+    fm_out8(&f->fm, COVE_BOOT_PORT, COVE_READY_MAGIC);
+    assert_int_equal(f->fm.events[MACHINE_EVENT_BOOT_DONE_AGENT], 1);
+    assert_int_equal(f->fm.events[MACHINE_EVENT_BOOT_DONE], 0);
+    assert_int_equal(f->fm.events[MACHINE_EVENT_AGENT_READY], 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_pvpanic_features, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pvpanic_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_boot_timer_once_and_only_magic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_boot_timer_agent_and_ready, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

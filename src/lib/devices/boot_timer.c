@@ -1,6 +1,6 @@
 /*
- * Boot timer. The only state is "already fired", an atomic flag, so two vCPUs racing to write
- * the magic still produce exactly one event without a lock.
+ * Boot timer. The only state is two "already fired" atomic flags (boot done, ready), so two
+ * vCPUs racing to write a magic still produce exactly one event each without a lock.
  */
 #include "devices/boot_timer.h"
 
@@ -14,6 +14,7 @@
 struct boot_timer {
     struct machine_sink sink;
     atomic_bool fired;
+    atomic_bool ready;
 };
 
 /* One port wide: the bus only passes single-byte writes. Reads are left to the bus (0xff). */
@@ -24,10 +25,18 @@ static void boot_timer_io_write(void *opaque, uint64_t offset, const uint8_t *da
 
     (void)offset;
     (void)size;
-    if (data[0] != COVE_BOOT_MAGIC || atomic_exchange(&t->fired, true))
+    if (!t->sink.event)
         return;
-    if (t->sink.event)
-        t->sink.event(t->sink.ctx, MACHINE_EVENT_BOOT_DONE);
+    if (data[0] == COVE_READY_MAGIC) {
+        if (!atomic_exchange(&t->ready, true))
+            t->sink.event(t->sink.ctx, MACHINE_EVENT_AGENT_READY);
+        return;
+    }
+    if ((data[0] != COVE_BOOT_MAGIC && data[0] != COVE_BOOT_MAGIC_AGENT) ||
+        atomic_exchange(&t->fired, true))
+        return;
+    t->sink.event(t->sink.ctx, data[0] == COVE_BOOT_MAGIC ? MACHINE_EVENT_BOOT_DONE
+                                                          : MACHINE_EVENT_BOOT_DONE_AGENT);
 }
 
 struct boot_timer *boot_timer_new(const struct machine_sink *sink)
@@ -41,6 +50,7 @@ struct boot_timer *boot_timer_new(const struct machine_sink *sink)
         return NULL;
     t->sink = *sink;
     atomic_init(&t->fired, false);
+    atomic_init(&t->ready, false);
     return t;
 }
 

@@ -13,6 +13,8 @@ enum machine_event {
     MACHINE_EVENT_RESET,     /* i8042 pulse reset line, ACPI reset register */
     MACHINE_EVENT_PANIC,     /* pvpanic: guest kernel panicked */
     MACHINE_EVENT_BOOT_DONE, /* the guest wrote the boot-timer magic */
+    MACHINE_EVENT_BOOT_DONE_AGENT, /* the same, from an init that will say READY later */
+    MACHINE_EVENT_AGENT_READY, /* the init waits idle for requests: snapshot time */
 };
 
 struct machine_sink {

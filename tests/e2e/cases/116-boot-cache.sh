@@ -1,0 +1,96 @@
+#!/bin/sh
+# Boot snapshots (`cove run --boot-cache DIR`): the first run of a configuration boots and
+# saves its guest at cove-agent's READY, later runs restore it. A restored guest runs commands
+# like a booted one, with the host's time and its own randomness (fresh entropy, reseeded);
+# the snapshot holds no secret of the run that made it; a damaged snapshot is replaced; a new
+# configuration gets an entry of its own; temporary files never stay behind.
+. "${0%/*}/../lib.sh"
+
+cache=$WORK/boot-cache
+snapshots() { find "$cache" -name '*.snap' 2>/dev/null | wc -l; }
+leftovers() { find "$cache" -name '*.snap.*' 2>/dev/null | wc -l; }
+
+printf 'hunter2-%s' "$$" > "$WORK/token"
+exec_run first --boot-cache "$cache" --boot-timer --secret TOKEN=@"$WORK/token" -- \
+    sh -c 'test "$TOKEN" = "$(cat /proc/self/environ | tr "\0" "\n" | sed -n "s/^TOKEN=//p")" && echo first'
+if expect_status first 0; then
+    expect_has first out first
+    expect_has first err '(booted; saved to the boot cache)'
+fi
+[ "$(snapshots)" -eq 1 ] || fail "first: $(snapshots) snapshot files, expected 1"
+[ "$(leftovers)" -eq 0 ] || fail "first: temporary files left in the cache"
+snap=$(find "$cache" -name '*.snap' | head -n 1)
+if [ -n "$snap" ] && grep -q "hunter2-$$" "$snap"; then
+    fail "first: the snapshot holds the run's secret"
+fi
+[ "$(stat -c %a "$cache")" = 700 ] || fail "cache directory mode $(stat -c %a "$cache"), expected 700"
+
+# Let the snapshot's clock fall behind, so a restored guest that kept it would show.
+sleep 3
+before=$(date +%s)
+exec_run second --boot-cache "$cache" --boot-timer -- \
+    sh -c 'echo "NOW=$(date +%s)"; echo "RAND=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n")"; echo "UUID=$(cat /proc/sys/kernel/random/uuid)"; exit 42'
+if expect_status second 42; then
+    expect_has second err '(restored from the boot cache)'
+    now=$(value "$WORK/second.out" NOW)
+    [ -n "$now" ] && [ "$now" -ge "$before" ] ||
+        { fail "second: guest clock '$now' is behind the host's $before"; show "$WORK/second.out"; }
+fi
+
+exec_run third --boot-cache "$cache" --boot-timer -- \
+    sh -c 'echo "RAND=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d " \n")"; echo "UUID=$(cat /proc/sys/kernel/random/uuid)"'
+if expect_status third 0; then
+    expect_has third err '(restored from the boot cache)'
+    for what in RAND UUID; do
+        a=$(value "$WORK/second.out" $what)
+        b=$(value "$WORK/third.out" $what)
+        [ -n "$a" ] && [ "$a" != "$b" ] ||
+            fail "second and third: the same $what '$a' from two restored guests"
+    done
+fi
+[ "$(snapshots)" -eq 1 ] || fail "restores: $(snapshots) snapshot files, expected 1"
+
+# Stdin, the exit status and streams work in a restored guest as in a booted one.
+echo piped-through > "$WORK/stdin"
+timeout "$COVE_RUN_TIMEOUT" "$COVE" run --kernel "$KERNEL" --initrd "$INITRD" --memory 256M \
+    --boot-cache "$cache" -i -- sh -c 'cat; echo to-stderr >&2' \
+    < "$WORK/stdin" > "$WORK/stdin.out" 2> "$WORK/stdin.err"
+rc=$?
+if expect_status stdin 0; then
+    has_line "$WORK/stdin.out" piped-through || { fail "stdin: not echoed"; show "$WORK/stdin.out"; }
+    has_line "$WORK/stdin.err" to-stderr || { fail "stdin: stderr lost"; show "$WORK/stdin.err"; }
+fi
+
+# A damaged snapshot: one warning, the guest boots, and a good snapshot replaces it.
+if [ -n "$snap" ]; then
+    head -c 100 "$snap" > "$snap.cut" && mv "$snap.cut" "$snap"
+    exec_run damaged --boot-cache "$cache" --boot-timer -- echo damaged-ok
+    if expect_status damaged 0; then
+        expect_has damaged out damaged-ok
+        expect_has damaged err 'damaged; removed, booting afresh'
+        expect_has damaged err '(booted; saved to the boot cache)'
+    fi
+    exec_run after --boot-cache "$cache" --boot-timer -- echo after-ok
+    if expect_status after 0; then
+        expect_has after err '(restored from the boot cache)'
+    fi
+fi
+
+# Another configuration, another entry; --no-boot-cache neither reads nor writes.
+exec_run other --boot-cache "$cache" --boot-timer --cpus 2 -- echo other-ok
+if expect_status other 0; then
+    expect_has other err '(booted; saved to the boot cache)'
+fi
+[ "$(snapshots)" -eq 2 ] || fail "other: $(snapshots) snapshot files, expected 2"
+exec_run two-cpus --boot-cache "$cache" --boot-timer --cpus 2 -- sh -c 'nproc'
+if expect_status two-cpus 0; then
+    expect_has two-cpus err '(restored from the boot cache)'
+    has_line "$WORK/two-cpus.out" 2 || { fail "two-cpus: nproc is not 2"; show "$WORK/two-cpus.out"; }
+fi
+exec_run uncached --boot-cache "$cache" --no-boot-cache --boot-timer -- echo uncached-ok
+if expect_status uncached 0; then
+    has "$WORK/uncached.err" 'boot cache' && { fail "uncached: used the boot cache"; show "$WORK/uncached.err"; }
+fi
+[ "$(leftovers)" -eq 0 ] || fail "temporary files left in the cache"
+[ -z "$(cove_processes)" ] || fail "cove processes left: $(cove_processes)"
+finish
