@@ -8,7 +8,8 @@
  * stderr appended to OUTFILE. While the VMM runs it samples /proc/PID/smaps every
  * INTERVAL_US (default 2000) and sums the Rss of every mapping except guest RAM: the
  * mappings whose name starts with PREFIX (default "/memfd:", since both cove and the QEMU
- * configuration used by bench/boot.sh keep guest RAM in a memfd). This is the "memory
+ * configuration used by bench/boot.sh keep guest RAM in a memfd; -m may be given up to four
+ * times, e.g. for cove's guest RAM mapped from a boot snapshot file). This is the "memory
  * overhead" of Firecracker's memory check: everything the VMM process has resident beyond
  * the guest's memory. The exit is seen through a pidfd, so the wall time does not depend on
  * the sampling interval.
@@ -144,7 +145,23 @@ static void add_name(struct sample *s, const char *name, uint64_t kib)
  * Parses one smaps snapshot. Returns false when it is empty (the process has exited or is
  * exiting: its mm is gone), so that a half-torn-down process never counts as a sample.
  */
-static bool take_sample(const char *path, const char *guest_prefix, bool by_name, struct sample *s)
+#define MAX_PREFIXES 4
+
+struct prefixes {
+    const char *names[MAX_PREFIXES];
+    int count;
+};
+
+static bool is_guest(const struct prefixes *guest, const char *pathname)
+{
+    for (int i = 0; i < guest->count; i++)
+        if (strncmp(pathname, guest->names[i], strlen(guest->names[i])) == 0)
+            return true;
+    return false;
+}
+
+static bool take_sample(const char *path, const struct prefixes *guest_ram, bool by_name,
+                        struct sample *s)
 {
     ssize_t len = read_all(path);
     if (len <= 0)
@@ -171,7 +188,7 @@ static bool take_sample(const char *path, const char *guest_prefix, bool by_name
                         p++;
             }
             const char *pathname = (p && *p) ? p : "[anon]";
-            guest = strncmp(pathname, guest_prefix, strlen(guest_prefix)) == 0;
+            guest = is_guest(guest_ram, pathname);
             snprintf(name, sizeof(name), "%s", pathname);
             any = true;
         } else if (strncmp(line, "Rss:", 4) == 0) {
@@ -241,7 +258,7 @@ int main(int argc, char **argv)
 {
     long interval_us = 2000;
     long duty_percent = 10;
-    const char *guest_prefix = "/memfd:";
+    struct prefixes guest_ram = {.count = 0};
     long timeout_s = 0;
     bool breakdown = false;
     bool stamp = false;
@@ -251,7 +268,11 @@ int main(int argc, char **argv)
         case 'i': interval_us = strtol(optarg, NULL, 10); break;
         case 'd': duty_percent = strtol(optarg, NULL, 10); break;
         case 't': timeout_s = strtol(optarg, NULL, 10); break;
-        case 'm': guest_prefix = optarg; break;
+        case 'm':
+            if (guest_ram.count == MAX_PREFIXES)
+                usage();
+            guest_ram.names[guest_ram.count++] = optarg;
+            break;
         case 'b': breakdown = true; break;
         case 'T': stamp = true; break;
         default: usage();
@@ -259,6 +280,8 @@ int main(int argc, char **argv)
     }
     if (interval_us <= 0 || duty_percent <= 0 || duty_percent > 100 || argc - optind < 3 || strcmp(argv[optind + 1], "--") != 0)
         usage();
+    if (guest_ram.count == 0)
+        guest_ram.names[guest_ram.count++] = "/memfd:";
     const char *outfile = argv[optind];
     char **vmm_argv = argv + optind + 2;
 
@@ -311,7 +334,7 @@ int main(int argc, char **argv)
         }
         if (t >= next_ns) {
             uint64_t started = t;
-            if (take_sample(path, guest_prefix, breakdown, &cur)) {
+            if (take_sample(path, &guest_ram, breakdown, &cur)) {
                 samples++;
                 if (!have_peak || cur.rss_kib > peak.rss_kib) {
                     peak = cur;

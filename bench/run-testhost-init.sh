@@ -13,8 +13,11 @@
 #
 # Each run is the whole main job: from fork until the VMM process has exited.
 #   cove      cove run --kernel K --initrd I --cpus 1 --memory 256M -- true (cove's defaults
-#             otherwise: the console to a temporary log, vsock, virtio-rng), which boots,
-#             runs `true` through cove-agent over vsock, stops the VM and exits with 0
+#             otherwise: the console to a temporary log, vsock, virtio-rng, NAT, the boot
+#             cache, here in a directory of this session: the warm-up saves the booted guest,
+#             the measured runs restore it), which runs `true` through cove-agent over vsock,
+#             stops the VM and exits with 0
+#   cove-cold the same with --no-boot-cache: every run boots the kernel
 #   qemu-rtc  qemu-system-x86_64 -M microvm,rtc=on ... -append "... -- true": cove-agent as
 #             /init runs `true` on the console and powers the guest off, and QEMU exits
 #   qemu      the same on plain -M microvm (no CMOS RTC: see docs/benchmarks.md, "The RTC")
@@ -32,12 +35,13 @@ I=/bench/guest/initramfs.cpio.gz
 # (console=ttyS0 quiet panic=-1) and the command.
 QEMU_CMDLINE='console=ttyS0 quiet panic=-1 -- true'
 
-# bootbench with this session's sampling settings; the VMM's output goes to $1.
+# bootbench with this session's sampling settings; the VMM's output goes to $1. Guest RAM is
+# a memfd, or for a cove restored from the boot cache, the snapshot file it maps.
 measure() {
     _out=$1
     shift
     rm -f "$_out"
-    "$B" -i "$INTERVAL_US" -d "$DUTY" -t 600 -b "$_out" -- "$@"
+    "$B" -i "$INTERVAL_US" -d "$DUTY" -t 600 -m /memfd: -m "$W/boot-cache/" -b "$_out" -- "$@"
 }
 
 # run_one ITERATION VMM: one main job, its BENCH-RUN line.
@@ -45,7 +49,11 @@ run_one() {
     out=$W/$2.$1.out
     case $2 in
         cove) line=$(measure "$out" /bench/bin/cove run --kernel "$K" --initrd "$I" \
-                         --cpus "$CPUS" --memory "$MEMORY" -- true 2> "$W/$2.maps") ;;
+                         --cpus "$CPUS" --memory "$MEMORY" --boot-cache "$W/boot-cache" \
+                         -- true 2> "$W/$2.maps") ;;
+        cove-cold) line=$(measure "$out" /bench/bin/cove run --kernel "$K" --initrd "$I" \
+                         --cpus "$CPUS" --memory "$MEMORY" --no-boot-cache \
+                         -- true 2> "$W/$2.maps") ;;
         *) line=$(vmm "$2" "$QEMU_CMDLINE" none 0 measure "$out" 2> "$W/$2.maps") ;;
     esac
     if [ "$(field status "$line")" != 0 ]; then
@@ -60,7 +68,7 @@ run_one() {
 # QEMU's guest runs the command on its console: once, with the console kept, to see that the
 # command did run and QEMU did exit afterwards (the measured runs discard the console).
 for v in $VMMS; do
-    [ "$v" = cove ] && continue
+    case $v in cove*) continue ;; esac
     line=$(vmm "$v" 'console=ttyS0 quiet panic=-1 -- echo BENCH-GUEST-RAN' stdio 0 measure "$W/check.out" 2> /dev/null)
     if tr -d '\r' < "$W/check.out" | grep -qx BENCH-GUEST-RAN && [ "$(field status "$line")" = 0 ]; then
         echo "BENCH-CHECK vmm=$v ok"

@@ -11,7 +11,10 @@
 # default, or the bzImage; the initramfs with cove-agent as /init), the same file for every VMM
 # (QEMU boots a vmlinux through PVH):
 #
-#   cove      cove run --kernel K --initrd I --cpus 1 --memory 256M -- true
+#   cove      cove run --kernel K --initrd I --cpus 1 --memory 256M -- true, with the boot
+#             cache (the default) in a directory of the session: the warm-up iteration boots
+#             and saves, the measured ones restore the booted guest
+#   cove-cold the same with --no-boot-cache: each run boots the kernel
 #   qemu-rtc  qemu-system-x86_64 -M microvm,rtc=on -accel kvm ... -append "... -- true": the
 #             guest's init runs `true` and powers off; boot + run + poweroff
 #   qemu      the same on plain -M microvm
@@ -23,9 +26,10 @@
 # gives medians and the ratios against the targets (cove <= 0.7 x QEMU; cove's overhead
 # < 5 MiB). See docs/benchmarks.md.
 #
-#   -n N            measured iterations (default 12), after one warm-up; the order of three
-#                   VMMs repeats every 6 iterations, of two every 2
-#   --vmms LIST     which of the above (default "cove qemu-rtc qemu"; cove and one QEMU needed)
+#   -n N            measured iterations (default 12), after one warm-up; the order of four
+#                   VMMs repeats every 4 iterations, of three every 6, of two every 2
+#   --vmms LIST     which of the above (default "cove cove-cold qemu-rtc qemu"; cove and one
+#                   QEMU needed)
 #   --kernel FILE   vmlinux (default) or bzImage, of the cached guest kernel build
 #   --execs N       execbench's sequential execs (default 50; 0: no execbench)
 #   --concurrent N  execbench's execs at once in each of its 5 rounds (default 8; 0: none)
@@ -41,7 +45,7 @@ th_name=run.sh
 . "$here/testhost-lib.sh"
 
 iterations=12
-vmms="cove qemu-rtc qemu"
+vmms="cove cove-cold qemu-rtc qemu"
 kernel_file=vmlinux
 execs=50
 concurrent=8
@@ -60,7 +64,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for v in $vmms; do
-    case $v in cove|qemu|qemu-rtc) ;; *) echo "run.sh: unknown VMM '$v' in --vmms" >&2; exit 2 ;; esac
+    case $v in cove|cove-cold|qemu|qemu-rtc) ;; *) echo "run.sh: unknown VMM '$v' in --vmms" >&2; exit 2 ;; esac
 done
 case " $vmms " in *" cove "*) ;; *) echo "run.sh: --vmms needs cove" >&2; exit 2 ;; esac
 case " $vmms " in *" qemu"*) ;; *) echo "run.sh: --vmms needs qemu or qemu-rtc" >&2; exit 2 ;; esac
@@ -186,15 +190,19 @@ END {
     }
     if (!count["cove"]) { print "run.sh: no ratios: cove has no valid run"; exit 1 }
     print "  ratios cove/QEMU (of the medians; target: wall time <= 0.7):"
-    for (i = 1; i <= nv; i++) {
-        q = names[i]
-        if (q == "cove" || !count[q]) continue
-        won = 0; pairs = 0
-        for (it = 1; it <= n; it++) if (((("cove") SUBSEP it) in byiter) && ((q SUBSEP it) in byiter)) {
-            pairs++; if (byiter["cove", it] + 0 < byiter[q, it] + 0) won++
+    for (c = 1; c <= nv; c++) {
+        cv = names[c]
+        if (cv !~ /^cove/ || !count[cv]) continue
+        for (i = 1; i <= nv; i++) {
+            q = names[i]
+            if (q ~ /^cove/ || !count[q]) continue
+            won = 0; pairs = 0
+            for (it = 1; it <= n; it++) if (((cv SUBSEP it) in byiter) && ((q SUBSEP it) in byiter)) {
+                pairs++; if (byiter[cv, it] + 0 < byiter[q, it] + 0) won++
+            }
+            printf "    %-9s against %-9s wall %.2f (%s), faster in %d of %d iterations; memory overhead %.3f\n",
+                cv, q, mw[cv] / mw[q], verdict(mw[cv] <= 0.7 * mw[q]), won, pairs, mr[cv] / mr[q]
         }
-        printf "    against %-9s wall %.2f (%s), cove faster in %d of %d iterations; memory overhead %.3f\n",
-            q, mw["cove"] / mw[q], verdict(mw["cove"] <= 0.7 * mw[q]), won, pairs, mr["cove"] / mr[q]
     }
     printf "  cove memory overhead %.2f MiB (target < 5 MiB: %s)\n", mr["cove"] / 1024, verdict(mr["cove"] < 5 * 1024)
     if (exec_line != "") {

@@ -422,32 +422,17 @@ static void net_destroy(struct virtio_device *dev)
     free(net);
 }
 
-/*
- * Nothing beyond the queues: chains are taken and returned within one handler call. Frames
- * the backend still queues for the guest stay with this VM; a restored one starts with a
- * fresh backend (for NAT, a new slirp that forgot the old connections, as after a link flap).
- */
-static int net_save(struct virtio_device *dev, struct snap_writer *w)
-{
-    (void)dev;
-    (void)w;
-    return 0;
-}
-
-static bool net_restore(struct virtio_device *dev, struct snap_reader *r)
-{
-    (void)dev;
-    return snap_reader_ok(r, true);
-}
-
 static const struct virtio_device_ops net_ops = {
     .queue_notify = net_queue_notify,
     .config_read = net_config_read,
     .activate = net_activate,
     .reset = net_reset,
     .destroy = net_destroy,
-    .save = net_save,
-    .restore = net_restore,
+    /* Frames the backend still queues for the guest stay with this VM; a restored one starts
+     * with a fresh backend (for NAT, a new slirp that forgot the old connections, as after a
+     * link flap). */
+    .save = virtio_save_queues_only,
+    .restore = virtio_restore_queues_only,
 };
 
 static uint64_t offload_feature(unsigned offloads, unsigned off, unsigned bit)

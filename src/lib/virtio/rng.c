@@ -126,28 +126,14 @@ static void rng_reset(struct virtio_device *dev)
 
 static void rng_destroy(struct virtio_device *dev) { free(to_rng(dev)); }
 
-/* Nothing beyond the queues: each request is served whole when it arrives. */
-static int rng_save(struct virtio_device *dev, struct snap_writer *w)
-{
-    (void)dev;
-    (void)w;
-    return 0;
-}
-
-static bool rng_restore(struct virtio_device *dev, struct snap_reader *r)
-{
-    (void)dev;
-    return snap_reader_ok(r, true);
-}
-
 static const struct virtio_device_ops rng_ops = {
     .queue_notify = rng_queue_notify,
     .config_read = rng_config_read,
     .activate = rng_activate,
     .reset = rng_reset,
     .destroy = rng_destroy,
-    .save = rng_save,
-    .restore = rng_restore,
+    .save = virtio_save_queues_only, /* each request is served whole when it arrives */
+    .restore = virtio_restore_queues_only,
 };
 
 struct virtio_device *virtio_rng_new(void)
