@@ -24,6 +24,7 @@ if [ -n "$snap" ] && grep -q "hunter2-$$" "$snap"; then
     fail "first: the snapshot holds the run's secret"
 fi
 [ "$(stat -c %a "$cache")" = 700 ] || fail "cache directory mode $(stat -c %a "$cache"), expected 700"
+[ -n "$snap" ] && echo "    snapshot: $(du -k "$snap" | cut -f1) KiB on disk, $(stat -c %s "$snap") bytes apparent"
 
 # Let the snapshot's clock fall behind, so a restored guest that kept it would show.
 sleep 3
