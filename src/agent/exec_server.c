@@ -906,11 +906,14 @@ static bool greet(struct server *s)
  */
 static int take_resume(const struct agent_resume *resume)
 {
-    struct {
+    /* A rand_pool_info with room for the bytes; the union gives them its alignment. */
+    union {
         struct rand_pool_info info;
-        uint8_t bytes[AGENT_RESUME_ENTROPY];
-    } pool = {.info = {.entropy_count = 8 * AGENT_RESUME_ENTROPY, .buf_size = AGENT_RESUME_ENTROPY}};
-    memcpy(pool.bytes, resume->entropy, sizeof(pool.bytes));
+        uint8_t bytes[sizeof(struct rand_pool_info) + AGENT_RESUME_ENTROPY];
+    } pool = {.bytes = {0}};
+    pool.info.entropy_count = 8 * AGENT_RESUME_ENTROPY;
+    pool.info.buf_size = AGENT_RESUME_ENTROPY;
+    memcpy(pool.info.buf, resume->entropy, AGENT_RESUME_ENTROPY);
     int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
     int err = 0;
     if (fd < 0 || ioctl(fd, RNDADDENTROPY, &pool) < 0 || ioctl(fd, RNDRESEEDCRNG) < 0)

@@ -85,23 +85,29 @@ static struct kvm_msrs *msr_list(const struct kvm_vm *vm)
     return NULL;
 }
 
-struct one_msr {
-    struct kvm_msrs header;
-    struct kvm_msr_entry entry;
+/* A kvm_msrs with room for one entry; the union gives the bytes kvm_msrs' alignment. */
+union one_msr {
+    struct kvm_msrs msrs;
+    uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
 };
 
 /* One at a time, so that an MSR the vCPU refuses costs only itself: 1 read, 0 refused. */
 static int get_msr(const struct kvm_vcpu *vcpu, uint32_t index, uint64_t *value)
 {
-    struct one_msr m = {.header.nmsrs = 1, .entry.index = index};
+    union one_msr m = {.bytes = {0}};
+    m.msrs.nmsrs = 1;
+    m.msrs.entries[0].index = index;
     int n = ioctl(vcpu->fd, KVM_GET_MSRS, &m);
-    *value = m.entry.data;
+    *value = m.msrs.entries[0].data;
     return n < 0 ? -errno : n;
 }
 
 static int set_msr(const struct kvm_vcpu *vcpu, uint32_t index, uint64_t value)
 {
-    struct one_msr m = {.header.nmsrs = 1, .entry = {.index = index, .data = value}};
+    union one_msr m = {.bytes = {0}};
+    m.msrs.nmsrs = 1;
+    m.msrs.entries[0].index = index;
+    m.msrs.entries[0].data = value;
     int n = ioctl(vcpu->fd, KVM_SET_MSRS, &m);
     return n < 0 ? -errno : n;
 }
