@@ -62,16 +62,13 @@ static uint64_t hash_file(uint64_t h, const char *path)
     return hash_u64(h, (uint64_t)st.st_mtim.tv_nsec);
 }
 
-/* The CPUID vCPU 0 gets, without what depends on the host CPU this thread runs on: KVM's
- * supported list carries that CPU's APIC ID (leaves 0x1, 0xb and 0x1f). */
+/* The CPUID vCPU 0 gets, as patched: KVM's supported list also carries the APIC ID of the
+ * host CPU this thread runs on (leaves 0x1, 0xb and 0x1f), which the patch replaces. */
 static uint64_t hash_cpuid(uint64_t h, const cove_config *c, struct kvm_cpuid2 *cpuid)
 {
     const struct x86_cpu_options options = {.cpus = c->cpus,
                                             .nested_virtualization = c->nested_virtualization};
     x86_patch_cpuid(cpuid, &options, 0);
-    for (unsigned i = 0; i < cpuid->nent; i++)
-        if (cpuid->entries[i].function == 0x1f)
-            cpuid->entries[i].edx = 0;
     return snap_hash(h, cpuid->entries, cpuid->nent * sizeof(cpuid->entries[0]));
 }
 

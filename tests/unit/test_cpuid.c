@@ -101,6 +101,50 @@ static void test_topology(void **state)
     free(t);
 }
 
+/* Leaves 0xb and 0x1f (extended topology, the latter preferred by Linux when present) as
+ * KVM passes them from the host: the host's levels and the x2APIC ID of the CPU the caller
+ * ran on. The guest must see its own: one thread per core, `cpus` cores, its own index. */
+static void test_extended_topology_is_the_guests(void **state)
+{
+    (void)state;
+    struct kvm_cpuid2 *t = calloc(1, sizeof(*t) + 6 * sizeof(struct kvm_cpuid_entry2));
+    assert_non_null(t);
+    t->nent = 6;
+    for (unsigned i = 0; i < 6; i++) {
+        uint32_t function = i < 3 ? 0xb : 0x1f;
+        unsigned level = i % 3;
+        /* A 2-thread, 16-core host: SMT, core, then (0x1f) a die level. */
+        t->entries[i] = (struct kvm_cpuid_entry2){
+            .function = function, .index = level, .flags = KVM_CPUID_FLAG_SIGNIFCANT_INDEX,
+            .eax = level == 0 ? 1 : 5, .ebx = level == 0 ? 2 : 32,
+            .ecx = ((level == 2 ? 5u : level + 1) << 8) | level, .edx = 37};
+    }
+    const struct x86_cpu_options three = {.cpus = 3};
+    assert_int_equal(x86_patch_cpuid(t, &three, 1), 0);
+    for (unsigned i = 0; i < 6; i++) {
+        const struct kvm_cpuid_entry2 *e = &t->entries[i];
+        assert_int_equal(e->edx, 1); /* this vCPU's x2APIC ID, not the host CPU's */
+        switch (e->index) {
+        case 0: /* SMT: one thread per core */
+            assert_int_equal(e->eax, 0);
+            assert_int_equal(e->ebx, 1);
+            assert_int_equal(e->ecx, (1u << 8) | 0);
+            break;
+        case 1: /* core: three of them, two bits of APIC ID */
+            assert_int_equal(e->eax, 2);
+            assert_int_equal(e->ebx, 3);
+            assert_int_equal(e->ecx, (2u << 8) | 1);
+            break;
+        default: /* nothing beyond */
+            assert_int_equal(e->eax, 0);
+            assert_int_equal(e->ebx, 0);
+            assert_int_equal(e->ecx, e->index);
+            break;
+        }
+    }
+    free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -108,6 +152,7 @@ int main(void)
         cmocka_unit_test(test_nested_keeps_what_kvm_offers),
         cmocka_unit_test(test_nested_without_host_support_fails),
         cmocka_unit_test(test_topology),
+        cmocka_unit_test(test_extended_topology_is_the_guests),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -226,6 +226,7 @@ static void patch_topology(struct kvm_cpuid_entry2 *e, unsigned index, unsigned 
         e->eax = e->ebx = e->ecx = e->edx = 0;
         break;
     case 0xb:
+    case 0x1f: /* the same layout; Linux prefers it when there is one */
         e->edx = index;
         if (e->index == 0) {
             e->eax = 0;
