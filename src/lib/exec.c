@@ -136,15 +136,6 @@ static int send_frame(int fd, const struct agent_buf *buf, const struct deadline
     return buf->overflow ? -EMSGSIZE : send_all(fd, buf->data, buf->len, d);
 }
 
-static int send_empty(int fd, uint16_t type, const struct deadline *d)
-{
-    uint8_t data[AGENT_HEADER_SIZE];
-    struct agent_buf buf;
-    agent_buf_init(&buf, data, sizeof(data));
-    agent_encode_empty(&buf, type);
-    return send_frame(fd, &buf, d);
-}
-
 static int describe_stream_error(cove_error *error, int err, const char *doing)
 {
     if (err == -ETIMEDOUT)
@@ -819,21 +810,33 @@ int agent_copy_out(int agent_fd, const char *guest_path, int dst_fd, int timeout
     return err;
 }
 
-int agent_shutdown(int agent_fd, int timeout_ms, cove_error *error)
+/* A request of one frame (encoded in buf) that the agent answers with OK; closes agent_fd. */
+static int request_ok(int agent_fd, const struct agent_buf *buf, int timeout_ms, cove_error *error,
+                      const char *sending, const char *doing)
 {
     struct deadline d = deadline_in(timeout_ms);
     struct agent_reader reader;
     int err = open_session(agent_fd, &reader, &d, error);
     if (err == 0) {
-        err = send_empty(agent_fd, AGENT_SHUTDOWN, &d);
+        err = send_frame(agent_fd, buf, &d);
         if (err < 0)
-            describe_stream_error(error, err, "sending SHUTDOWN");
+            describe_stream_error(error, err, sending);
         else
-            err = expect_ok(agent_fd, &reader, &d, error, "asking for the power-off");
+            err = expect_ok(agent_fd, &reader, &d, error, doing);
         agent_reader_destroy(&reader);
     }
     close(agent_fd);
     return err;
+}
+
+int agent_shutdown(int agent_fd, int timeout_ms, cove_error *error)
+{
+    uint8_t data[AGENT_HEADER_SIZE];
+    struct agent_buf buf;
+    agent_buf_init(&buf, data, sizeof(data));
+    agent_encode_empty(&buf, AGENT_SHUTDOWN);
+    return request_ok(agent_fd, &buf, timeout_ms, error, "sending SHUTDOWN",
+                      "asking for the power-off");
 }
 
 /* The entropy comes from getrandom(), so no two restored guests get the same. */
@@ -855,25 +858,19 @@ static int fill_resume(struct agent_resume *resume, cove_error *error)
 
 int agent_resume(int agent_fd, int timeout_ms, cove_error *error)
 {
-    struct deadline d = deadline_in(timeout_ms);
     struct agent_resume resume;
     int err = fill_resume(&resume, error);
-    struct agent_reader reader;
-    if (err == 0)
-        err = open_session(agent_fd, &reader, &d, error);
-    if (err == 0) {
-        uint8_t data[AGENT_HEADER_SIZE + 64];
-        struct agent_buf buf;
-        agent_buf_init(&buf, data, sizeof(data));
-        agent_encode_resume(&buf, &resume);
-        err = send_frame(agent_fd, &buf, &d);
-        if (err < 0)
-            describe_stream_error(error, err, "sending RESUME");
-        else
-            err = expect_ok(agent_fd, &reader, &d, error, "giving the restored guest its clock");
-        agent_reader_destroy(&reader);
+    if (err < 0) {
+        close(agent_fd);
+        return err;
     }
+    uint8_t data[AGENT_HEADER_SIZE + 64];
+    struct agent_buf buf;
+    agent_buf_init(&buf, data, sizeof(data));
+    agent_encode_resume(&buf, &resume);
     explicit_bzero(&resume, sizeof(resume));
-    close(agent_fd);
+    err = request_ok(agent_fd, &buf, timeout_ms, error, "sending RESUME",
+                     "giving the restored guest its clock");
+    explicit_bzero(data, sizeof(data));
     return err;
 }

@@ -162,9 +162,7 @@ static void vm_finish(cove_vm *vm, cove_exit_kind kind, const char *reason)
     struct state_note note = {0};
     if (vm->state == COVE_STATE_RUNNING)
         note = set_state_locked(vm, COVE_STATE_STOPPING);
-    pthread_mutex_unlock(&vm->lock);
     atomic_store(&vm->stopping, true);
-    pthread_mutex_lock(&vm->lock);
     pthread_cond_broadcast(&vm->changed); /* parked vCPU threads must see it */
     pthread_mutex_unlock(&vm->lock);
     kick_vcpus(vm);
@@ -418,7 +416,8 @@ static void *vcpu_thread(void *arg)
         }
         if (!handle_exit(vm, &slot->vcpu))
             break;
-        if (atomic_exchange(&vm->snapshot_due, false))
+        /* A load first: the exchange writes a line every vCPU shares, on every exit. */
+        if (atomic_load(&vm->snapshot_due) && atomic_exchange(&vm->snapshot_due, false))
             vm_snapshot_save(vm, slot);
     }
     vcpu_thread_done(vm);
@@ -1005,7 +1004,8 @@ int cove_vm_state_fd(const cove_vm *vm)
     return vm->state_fd;
 }
 
-cove_state cove_vm_wait(cove_vm *vm, int timeout_ms)
+/* timeout_ms from now on the clock pthread_cond_timedwait uses (for timeout_ms > 0). */
+static struct timespec deadline_in_ms(int timeout_ms)
 {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -1017,12 +1017,22 @@ cove_state cove_vm_wait(cove_vm *vm, int timeout_ms)
             deadline.tv_nsec -= 1000000000L;
         }
     }
+    return deadline;
+}
+
+/* With vm->lock held: waits for `changed`; false once the deadline passed (or timeout_ms 0). */
+static bool wait_changed_locked(cove_vm *vm, int timeout_ms, const struct timespec *deadline)
+{
+    if (timeout_ms < 0)
+        return pthread_cond_wait(&vm->changed, &vm->lock) == 0;
+    return timeout_ms > 0 && pthread_cond_timedwait(&vm->changed, &vm->lock, deadline) != ETIMEDOUT;
+}
+
+cove_state cove_vm_wait(cove_vm *vm, int timeout_ms)
+{
+    struct timespec deadline = deadline_in_ms(timeout_ms);
     pthread_mutex_lock(&vm->lock);
-    while (vm->started && !vm->ended && timeout_ms != 0) {
-        if (timeout_ms < 0)
-            pthread_cond_wait(&vm->changed, &vm->lock);
-        else if (pthread_cond_timedwait(&vm->changed, &vm->lock, &deadline) == ETIMEDOUT)
-            break;
+    while (vm->started && !vm->ended && wait_changed_locked(vm, timeout_ms, &deadline)) {
     }
     cove_state state = vm->state;
     pthread_mutex_unlock(&vm->lock);
@@ -1054,10 +1064,21 @@ cove_boot_source cove_vm_boot_source(const cove_vm *vm)
     }
 }
 
-bool vm_snapshot_pending(cove_vm *vm)
+static bool snapshot_pending(cove_vm *vm)
 {
     int state = atomic_load(&vm->snapshot_state);
     return state == VM_SNAPSHOT_WANTED || state == VM_SNAPSHOT_SAVING;
+}
+
+void vm_wait_snapshot_settled(cove_vm *vm, int timeout_ms)
+{
+    struct timespec deadline = deadline_in_ms(timeout_ms);
+    pthread_mutex_lock(&vm->lock);
+    /* vm_snapshot_settled and the VM's end both broadcast `changed` under the lock. */
+    while (snapshot_pending(vm) && vm->started && !vm->ended && vm->exit.kind == COVE_EXIT_NONE &&
+           wait_changed_locked(vm, timeout_ms, &deadline)) {
+    }
+    pthread_mutex_unlock(&vm->lock);
 }
 
 bool vm_resume_claim(cove_vm *vm)

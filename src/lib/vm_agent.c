@@ -120,17 +120,6 @@ static int agent_retry(cove_vm *vm)
     return cove_vm_boot_signal_ns(vm) ? AGENT_RETRY_BOOTED_MS : AGENT_RETRY_BOOTING_MS;
 }
 
-/* A boot snapshot is taken when cove-agent says READY: no connection may reach it before. */
-static void wait_for_snapshot(cove_vm *vm, int timeout_ms, int64_t start)
-{
-    while (vm_snapshot_pending(vm) && vm_accepts_connections(vm)) {
-        int left = remaining_ms(timeout_ms, start);
-        if (left == 0)
-            return;
-        cove_vm_wait(vm, left > 0 && left < RETRY_SLICE_MS ? left : RETRY_SLICE_MS);
-    }
-}
-
 /*
  * A guest restored from a boot snapshot still has the snapshot's clock and random number
  * generator state: before any request, its agent is given the time and fresh entropy. If that
@@ -151,7 +140,8 @@ static int tell_resumed_agent(cove_vm *vm, int timeout_ms, int64_t start, cove_e
 static int connect_agent(cove_vm *vm, int timeout_ms, cove_error *error)
 {
     int64_t start = monotonic_ms();
-    wait_for_snapshot(vm, timeout_ms, start);
+    /* A boot snapshot is taken when cove-agent says READY: no connection may reach it before. */
+    vm_wait_snapshot_settled(vm, timeout_ms);
     int fd = tell_resumed_agent(vm, timeout_ms, start, error);
     if (fd == 0) /* told, or nothing to tell: now the connection for this request */
         fd = connect_retrying(vm, COVE_AGENT_PORT, remaining_ms(timeout_ms, start), agent_retry,

@@ -10,6 +10,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,10 +140,13 @@ static int make_cache_dir(const char *dir)
     return r;
 }
 
-static void warn(cove_vm *vm, const char *fmt, const char *a, const char *b)
+__attribute__((format(printf, 2, 3))) static void warn(cove_vm *vm, const char *fmt, ...)
 {
     char line[COVE_ERROR_MAX + 512];
-    snprintf(line, sizeof(line), fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
     vm_warn(vm, line);
 }
 
@@ -172,7 +176,7 @@ bool vm_snapshot_prepare(cove_vm *vm, struct snap_file *file)
         return true;
     }
     if (r != -ENOENT) {
-        warn(vm, "%s%s; removed, booting afresh", error, "");
+        warn(vm, "%s; removed, booting afresh", error);
         unlink(vm->snapshot_path);
     }
     atomic_store(&vm->snapshot_state, VM_SNAPSHOT_WANTED);
@@ -250,7 +254,7 @@ void vm_snapshot_save(cove_vm *vm, struct vcpu_slot *slot)
     }
     atomic_store(&vm->snapshot_state, r == 0 ? VM_SNAPSHOT_SAVED : VM_SNAPSHOT_GIVEN_UP);
     if (r < 0 && r != -EINTR)
-        warn(vm, "boot snapshot not saved: %s%s", error, "");
+        warn(vm, "boot snapshot not saved: %s", error);
     vm_snapshot_settled(vm);
 }
 

@@ -12,7 +12,6 @@
 #define MSR_IA32_TSC_DEADLINE 0x6e0
 /* KVM's list is about a hundred MSRs on current hosts; this bounds a damaged snapshot. */
 #define MSRS_MAX 1024
-#define XSAVE_MAX (64u << 10)
 
 static int fail(char *error, size_t error_len, const char *what)
 {
@@ -60,8 +59,8 @@ static size_t xsave_size(const struct kvm_vm *vm)
     return size > (int)sizeof(struct kvm_xsave) ? (size_t)size : sizeof(struct kvm_xsave);
 }
 
-/* The MSRs KVM saves and restores for migration, as one kvm_msrs; NULL on failure. */
-static struct kvm_msrs *msr_list(const struct kvm_vm *vm)
+/* The MSRs KVM saves and restores for migration; NULL on failure. */
+static struct kvm_msr_list *msr_list(const struct kvm_vm *vm)
 {
     struct kvm_msr_list probe = {.nmsrs = 0};
     if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, &probe) < 0 && errno != E2BIG)
@@ -69,20 +68,14 @@ static struct kvm_msrs *msr_list(const struct kvm_vm *vm)
     if (probe.nmsrs == 0 || probe.nmsrs > MSRS_MAX)
         return NULL;
     struct kvm_msr_list *list = calloc(1, sizeof(*list) + probe.nmsrs * sizeof(uint32_t));
-    struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + probe.nmsrs * sizeof(struct kvm_msr_entry));
-    if (list && msrs) {
-        list->nmsrs = probe.nmsrs;
-        if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, list) == 0) {
-            msrs->nmsrs = list->nmsrs;
-            for (uint32_t i = 0; i < list->nmsrs; i++)
-                msrs->entries[i].index = list->indices[i];
-            free(list);
-            return msrs;
-        }
+    if (!list)
+        return NULL;
+    list->nmsrs = probe.nmsrs;
+    if (ioctl(vm->kvm_fd, KVM_GET_MSR_INDEX_LIST, list) < 0) {
+        free(list);
+        return NULL;
     }
-    free(list);
-    free(msrs);
-    return NULL;
+    return list;
 }
 
 /* A kvm_msrs with room for one entry; the union gives the bytes kvm_msrs' alignment. */
@@ -117,7 +110,7 @@ static int set_msr(const struct kvm_vcpu *vcpu, uint32_t index, uint64_t value)
  * restore sets it after the LAPIC (see restore_vcpu). */
 static int save_msrs(const struct kvm_vm *vm, const struct kvm_vcpu *vcpu, struct snap_writer *w)
 {
-    struct kvm_msrs *list = msr_list(vm);
+    struct kvm_msr_list *list = msr_list(vm);
     if (!list)
         return -ENOTSUP;
     struct kvm_msr_entry *saved = calloc(list->nmsrs, sizeof(*saved));
@@ -125,11 +118,11 @@ static int save_msrs(const struct kvm_vm *vm, const struct kvm_vcpu *vcpu, struc
     int err = saved ? 0 : -ENOMEM;
     for (uint32_t i = 0; err == 0 && i < list->nmsrs; i++) {
         uint64_t value;
-        int n = get_msr(vcpu, list->entries[i].index, &value);
+        int n = get_msr(vcpu, list->indices[i], &value);
         if (n < 0)
             err = n;
         else if (n == 1)
-            saved[count++] = (struct kvm_msr_entry){.index = list->entries[i].index, .data = value};
+            saved[count++] = (struct kvm_msr_entry){.index = list->indices[i], .data = value};
     }
     if (err == 0) {
         snap_put_u32(w, count);
