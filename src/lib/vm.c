@@ -39,6 +39,7 @@
 #include "hv/kvm.h"
 #include "hv/kvm_msi.h"
 #include "io_loop.h"
+#include "kick.h"
 #include "snapshot/file.h"
 #include "virtio/blk.h"
 #include "virtio/fs.h"
@@ -144,7 +145,7 @@ static void kick_vcpus(cove_vm *vm)
             continue;
         /* immediate_exit covers a kick that lands just before the thread enters KVM_RUN. */
         slot->vcpu.run->immediate_exit = 1;
-        pthread_kill(slot->thread, VCPU_KICK_SIGNAL);
+        pthread_kill(slot->thread, KICK_SIGNAL);
     }
 }
 
@@ -359,7 +360,7 @@ bool vm_pause_vcpus(cove_vm *vm, const struct vcpu_slot *self)
         if (slot == self || !slot->thread_started)
             continue;
         slot->vcpu.run->immediate_exit = 1;
-        pthread_kill(slot->thread, VCPU_KICK_SIGNAL);
+        pthread_kill(slot->thread, KICK_SIGNAL);
     }
     unsigned others = self ? 1 : 0;
     pthread_mutex_lock(&vm->lock);
@@ -395,10 +396,7 @@ static void *vcpu_thread(void *arg)
 {
     struct vcpu_slot *slot = arg;
     cove_vm *vm = slot->vm;
-    sigset_t kick;
-    sigemptyset(&kick);
-    sigaddset(&kick, VCPU_KICK_SIGNAL);
-    pthread_sigmask(SIG_UNBLOCK, &kick, NULL);
+    kick_unblock();
 
     while (!atomic_load(&vm->stopping)) {
         if (atomic_load(&vm->pause_pending))
@@ -423,22 +421,6 @@ static void *vcpu_thread(void *arg)
     vcpu_thread_done(vm);
     return NULL;
 }
-
-static void ignore_signal(int sig) { (void)sig; }
-
-/* The only process-wide effect of libcove: a do-nothing handler for the kick signal, installed
- * once and only if the application has not claimed the signal itself. */
-static void install_kick_handler_once(void)
-{
-    struct sigaction old;
-    if (sigaction(VCPU_KICK_SIGNAL, NULL, &old) == 0 && old.sa_handler != SIG_DFL)
-        return;
-    struct sigaction sa = {.sa_handler = ignore_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(VCPU_KICK_SIGNAL, &sa, NULL);
-}
-
-static pthread_once_t kick_handler_once = PTHREAD_ONCE_INIT;
 
 /* ---- the I/O thread: console input now, virtio queues later ---- */
 
@@ -632,11 +614,11 @@ static int create_vcpus(cove_vm *vm, const struct boot_entry *entry, cove_error 
 
 static int start_threads(cove_vm *vm, cove_error *error)
 {
-    pthread_once(&kick_handler_once, install_kick_handler_once);
+    kick_install_handler();
     /* Threads start with the kick signal blocked; each vCPU thread unblocks it for itself. */
     sigset_t block, old;
     sigemptyset(&block);
-    sigaddset(&block, VCPU_KICK_SIGNAL);
+    sigaddset(&block, KICK_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     int r = pthread_create(&vm->io_thread, NULL, io_thread, vm);
     vm->io_thread_started = r == 0;
@@ -793,7 +775,8 @@ static int create_virtio_devices(cove_vm *vm, cove_error *error)
 {
     int r = 0;
     if (vm->config->console_device == COVE_CONSOLE_DEVICE_VIRTIO) {
-        struct virtio_device *console = virtio_console_new(vm->serial.in_fd, vm->serial.out_fd);
+        struct virtio_device *console =
+            virtio_console_new(vm->io_loop, vm->serial.in_fd, vm->serial.out_fd);
         r = add_virtio(vm, console, "console", error);
         if (r == 0)
             vm->virtio_console = console;

@@ -6,7 +6,6 @@
 #define COVE_VM_MACHINE_H
 
 #include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -35,10 +34,6 @@ struct virtio_device;
 #define VM_MAX_VIRTIO (COVE_DISK_MAX + COVE_SHARE_MAX + 4)
 /* MSI routes: one per queue plus one for configuration changes, for every function. */
 #define VM_MAX_MSI_ROUTES 256
-
-/* The signal that pulls a vCPU thread out of KVM_RUN. A real-time signal nobody else is
- * likely to use; its handler does nothing, the interruption is the point. */
-#define VCPU_KICK_SIGNAL (SIGRTMIN + 4)
 
 struct vcpu_slot {
     struct cove_vm *vm;

@@ -1,5 +1,6 @@
 /*
- * virtio-console: transmit chains reach the output descriptor in order; input from a pipe
+ * virtio-console: transmit chains reach the output descriptor in order, and a reader that stops
+ * reading holds the guest's chains back without blocking the loop; input from a pipe
  * lands in the guest's receive buffers in order, never more than the device's bound waits in
  * the device (the rest stays in the pipe), a reset drops what waited, and malformed rings ask
  * for a reset without a crash.
@@ -18,6 +19,8 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +30,7 @@
 #include <unistd.h>
 
 #include "arch/x86_64/layout.h"
+#include "console_output.h"
 #include "fake_driver.h"
 #include "guest_mem.h"
 #include "io_loop.h"
@@ -104,9 +108,17 @@ static void make_pipe(int fds[2])
     assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
 }
 
+/* The write end as a VMM's stdout usually is: blocking. */
+static void make_blocking(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    assert_true(flags >= 0);
+    assert_int_equal(fcntl(fd, F_SETFL, flags & ~O_NONBLOCK), 0);
+}
+
 static void attach(struct bench *b, int in_fd, int out_fd)
 {
-    b->dev = virtio_console_new(in_fd, out_fd);
+    b->dev = virtio_console_new(b->loop, in_fd, out_fd);
     assert_non_null(b->dev);
     enable_queues(b);
     b->dev->queues = b->queues;
@@ -128,6 +140,7 @@ static int setup(void **state)
     assert_non_null(b->loop);
     make_pipe(b->in);
     make_pipe(b->out);
+    make_blocking(b->out[1]);
     attach(b, b->in[0], b->out[1]);
     *state = b;
     return 0;
@@ -142,7 +155,8 @@ static void close_fd(int fd)
 static int teardown(void **state)
 {
     struct bench *b = *state;
-    b->dev->ops->destroy(b->dev);
+    if (b->dev)
+        b->dev->ops->destroy(b->dev);
     io_loop_free(b->loop);
     for (int i = 0; i < 2; i++) {
         close_fd(b->in[i]);
@@ -279,6 +293,27 @@ static size_t drain_pipe(int fd, uint8_t *buf, size_t cap)
     return got;
 }
 
+/* Output goes out on the writer thread: reads until `want` bytes came, or 10 s passed. */
+static size_t read_output(struct bench *b, uint8_t *buf, size_t want)
+{
+    size_t got = 0;
+    struct pollfd readable = {.fd = b->out[0], .events = POLLIN};
+    while (got < want && poll(&readable, 1, 10000) > 0) {
+        ssize_t n = read(b->out[0], buf + got, want - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    return got;
+}
+
+/* Destroys the device, which writes out what its output holds. */
+static void destroy_device(struct bench *b)
+{
+    b->dev->ops->destroy(b->dev);
+    b->dev = NULL;
+}
+
 static void fill_pattern(uint8_t *p, size_t len)
 {
     for (size_t i = 0; i < len; i++)
@@ -312,11 +347,12 @@ static void test_output_in_order(void **state)
     uint16_t h1 = post(b, TXQ, split, 2);
     uint16_t h2 = post_tx(b, " console\n");
     kick(b, TXQ);
+    assert_int_equal(used_idx(b, TXQ), 3); /* taken by the output at once */
+    destroy_device(b);
     uint8_t got[64];
     size_t n = drain_pipe(b->out[0], got, sizeof(got));
     assert_int_equal(n, strlen("hello, virtio console\n"));
     assert_memory_equal(got, "hello, virtio console\n", n);
-    assert_int_equal(used_idx(b, TXQ), 3);
     assert_int_equal(used_id(b, TXQ, 0), h0);
     assert_int_equal(used_id(b, TXQ, 1), h1);
     assert_int_equal(used_id(b, TXQ, 2), h2);
@@ -334,10 +370,11 @@ static void test_output_ignores_writable(void **state)
     struct buf bufs[2] = {{alloc_buf(b, 2, "ok"), 2, false}, {alloc_buf(b, 8, NULL), 8, true}};
     post(b, TXQ, bufs, 2);
     kick(b, TXQ);
+    assert_int_equal(used_len(b, TXQ, 0), 0);
+    destroy_device(b);
     uint8_t got[16];
     assert_int_equal(drain_pipe(b->out[0], got, sizeof(got)), 2);
     assert_memory_equal(got, "ok", 2);
-    assert_int_equal(used_len(b, TXQ, 0), 0);
 }
 
 /* A broken output descriptor drops the bytes; the chains still go back to the guest. */
@@ -367,9 +404,163 @@ static void test_output_waits_for_activate(void **state)
     assert_int_equal(pipe_pending(b->out[0]), 0);
     activate(b);
     uint8_t got[16];
-    assert_int_equal(drain_pipe(b->out[0], got, sizeof(got)), 5);
+    assert_int_equal(read_output(b, got, 5), 5);
     assert_memory_equal(got, "early", 5);
     assert_int_equal(used_idx(b, TXQ), 1);
+}
+
+/* ---- Tests: a reader that stops reading. ---- */
+
+#define STALL_CHAINS 12
+#define STALL_CHAIN_LEN 4000
+#define STALL_BYTES (STALL_CHAINS * STALL_CHAIN_LEN)
+
+struct stall_ctx {
+    pthread_t reader;
+    bool reading;
+    size_t received;
+    uint8_t want[STALL_BYTES];
+    uint8_t got[STALL_BYTES];
+};
+
+/* The reader's pipe holds one page, so the output (its buffer plus the pipe) fills long
+ * before the chains posted here are all out. */
+static void post_stall_chains(struct bench *b, struct stall_ctx *ctx, unsigned chains)
+{
+    assert_true(fcntl(b->out[1], F_SETPIPE_SZ, 4096) >= 4096);
+    fill_pattern(ctx->want, sizeof(ctx->want));
+    for (unsigned i = 0; i < chains; i++) {
+        struct buf buf = {alloc_buf(b, STALL_CHAIN_LEN, ctx->want + i * STALL_CHAIN_LEN),
+                          STALL_CHAIN_LEN, false};
+        post(b, TXQ, &buf, 1);
+    }
+}
+
+/* The reader, on a thread of its own so that nothing but the writer's wake-up can get the
+ * sleeping loop to resume the device: once it has everything, the test is done. */
+static void *reader_thread(void *arg)
+{
+    struct bench *b = arg;
+    struct stall_ctx *ctx = b->ctx;
+    ctx->received = read_output(b, ctx->got, sizeof(ctx->got));
+    io_loop_stop(b->loop);
+    return NULL;
+}
+
+/* Round 0 sends input; once the guest has it (output still stalled), the reader starts. */
+static void stalled_script(struct bench *b, int round)
+{
+    static uint64_t rx;
+    static uint16_t tx_used;
+    struct stall_ctx *ctx = b->ctx;
+    if (round == 0) {
+        tx_used = used_idx(b, TXQ);
+        host_write(b->in[1], "ping", 4);
+        rx = post_rx(b, 16);
+    } else if (rx && used_idx(b, RXQ) == 1) {
+        assert_memory_equal(gpa_ptr(b, rx, 4), "ping", 4);
+        assert_int_equal(used_idx(b, TXQ), tx_used); /* nothing was read: nothing more went */
+        assert_int_equal(pthread_create(&ctx->reader, NULL, reader_thread, b), 0);
+        ctx->reading = true;
+        rx = 0;
+    }
+}
+
+/*
+ * The kick returns with most chains held back (the loop is not blocked in write()), input
+ * still reaches the guest meanwhile, and once the reader reads again everything arrives in
+ * order: the writer's wake-up resumes the device from the loop's prepare step, with no kick.
+ */
+static void check_stalled_reader(struct bench *b)
+{
+    static struct stall_ctx ctx; /* two 48 KB buffers: off the stack */
+    memset(&ctx, 0, sizeof(ctx));
+    b->ctx = &ctx;
+    activate(b);
+    post_stall_chains(b, &ctx, STALL_CHAINS);
+    alarm(10); /* a blocked loop or a lost wake-up would hang: fail instead */
+    kick(b, TXQ);
+    uint16_t used = used_idx(b, TXQ);
+    assert_true(used >= 1 && used < STALL_CHAINS);
+
+    b->sleep = true;
+    run_loop(b, 1000000, stalled_script);
+    alarm(0);
+    assert_true(ctx.reading);
+    pthread_join(ctx.reader, NULL);
+    assert_int_equal(used_idx(b, RXQ), 1);
+    assert_int_equal(ctx.received, sizeof(ctx.want));
+    assert_memory_equal(ctx.got, ctx.want, sizeof(ctx.want));
+    assert_int_equal(used_idx(b, TXQ), STALL_CHAINS);
+    assert_true(b->t.signals[TXQ] >= 2);
+    assert_int_equal(b->t.needs_reset, 0);
+}
+
+static void test_output_stalled_reader(void **state)
+{
+    check_stalled_reader(*state);
+}
+
+/* The same with a non-blocking out_fd (set so by whoever owns it): EAGAIN is a wait for
+ * room, not a write error that drops the output. */
+static void test_output_stalled_reader_nonblocking(void **state)
+{
+    struct bench *b = *state;
+    assert_int_equal(fcntl(b->out[1], F_SETFL, fcntl(b->out[1], F_GETFL) | O_NONBLOCK), 0);
+    check_stalled_reader(b);
+}
+
+/* Destroying the device while its reader takes nothing returns (after the linger) instead of
+ * waiting for ever; what went out is the start of the output, in order. */
+static void test_destroy_with_stalled_reader(void **state)
+{
+    struct bench *b = *state;
+    static struct stall_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    activate(b);
+    post_stall_chains(b, &ctx, 8);
+    kick(b, TXQ);
+    alarm(10);
+    destroy_device(b);
+    alarm(0);
+    size_t n = drain_pipe(b->out[0], ctx.got, sizeof(ctx.got));
+    assert_true(n > 0 && n <= 4096);
+    assert_memory_equal(ctx.got, ctx.want, n);
+}
+
+/* A reset while a chain is held drops the chain (it belongs to the old driver); the new
+ * driver's output follows what the output had already taken. */
+static void test_reset_while_held(void **state)
+{
+    struct bench *b = *state;
+    static struct stall_ctx ctx;
+    memset(&ctx, 0, sizeof(ctx));
+    activate(b);
+    post_stall_chains(b, &ctx, STALL_CHAINS);
+    kick(b, TXQ);
+    assert_true(used_idx(b, TXQ) < STALL_CHAINS);
+    reset_device(b);
+    reinit_queues(b);
+    activate(b);
+    post_tx(b, "after-reset");
+    kick(b, TXQ);
+    /* Read everything, resuming the device from the prepare step as the loop would. */
+    static uint8_t out[STALL_BYTES];
+    size_t got = 0;
+    alarm(10);
+    while (used_idx(b, TXQ) != 1) {
+        got += read_output(b, out + got, 1);
+        got += drain_pipe(b->out[0], out + got, sizeof(out) - got);
+        virtio_console_prepare(b->dev);
+    }
+    destroy_device(b);
+    alarm(0);
+    got += drain_pipe(b->out[0], out + got, sizeof(out) - got);
+    size_t tail = strlen("after-reset");
+    assert_true(got > tail && got < STALL_BYTES); /* the held rest of the old chains never went */
+    assert_memory_equal(out, ctx.want, got - tail);
+    assert_memory_equal(out + got - tail, "after-reset", tail);
+    assert_int_equal(b->t.needs_reset, 0);
 }
 
 /* ---- Tests: input. ---- */
@@ -585,6 +776,7 @@ static void test_malformed_tx_needs_reset(void **state)
     assert_int_equal(b->t.reset_err, -ELOOP);
     assert_int_equal(used_idx(b, TXQ), 1);
     assert_int_equal(b->t.signals[TXQ], 1);
+    destroy_device(b);
     uint8_t got[16];
     assert_int_equal(drain_pipe(b->out[0], got, sizeof(got)), 4);
     assert_memory_equal(got, "good", 4);
@@ -628,6 +820,10 @@ int main(void)
         T(test_output_ignores_writable),
         T(test_output_error_drops),
         T(test_output_waits_for_activate),
+        T(test_output_stalled_reader),
+        T(test_output_stalled_reader_nonblocking),
+        T(test_destroy_with_stalled_reader),
+        T(test_reset_while_held),
         T(test_input_split_across_buffers),
         T(test_input_waits_for_buffers),
         T(test_input_bounded),

@@ -1,7 +1,10 @@
 /*
  * virtio-console, port 0 only.
  *
- * Output: every chain on transmitq0 is written to out_fd as it arrives, then returned.
+ * Output: every chain on transmitq0 is copied into the console output (console_output.h), whose
+ * writer thread writes it to out_fd, and returned at once. When the output's buffer is full (its
+ * reader stalled) the chain being copied is held, with how much of it went, and transmitq0 is
+ * left alone until the writer has made room: the guest waits, the I/O thread does not.
  * Input: a console_input (console.h) reads in_fd into a small bounded buffer here; bytes move
  * from it into the guest's receive buffers whenever both exist, i.e. after each read from
  * in_fd and on each kick of receiveq0. The buffer's free room is what console input may read,
@@ -21,6 +24,7 @@
 /* The host console input (src/lib/console.h): a plain "console.h" would find this directory's
  * header first. */
 #include "../console.h"
+#include "console_output.h"
 
 #define CONSOLE_RXQ 0
 #define CONSOLE_TXQ 1
@@ -31,13 +35,16 @@
 struct virtio_console {
     struct virtio_device dev; /* first: the transport hands this pointer back to the ops */
     int in_fd;
-    int out_fd;
+    struct console_output *output; /* NULL: out_fd was -1, output is discarded */
     bool active; /* DRIVER_OK seen since the last reset */
     bool broken; /* the driver broke the ring protocol; idle until reset */
     struct console_input *input; /* attached while active and in_fd >= 0 */
     size_t in_len;               /* bytes waiting in in_buf for receive buffers */
     uint8_t in_buf[VIRTIO_CONSOLE_IN_BUFFER];
-    struct virtq_elem elem; /* ~4 KiB: kept here rather than on the I/O thread's stack */
+    struct virtq_elem elem; /* receive chains; ~4 KiB, kept off the I/O thread's stack */
+    struct virtq_elem tx_elem; /* the transmit chain being copied out */
+    bool tx_held;              /* tx_elem popped but not all of it taken by the output */
+    size_t tx_taken;           /* how much of tx_elem's readable bytes the output took */
 };
 
 static struct virtio_console *to_console(struct virtio_device *dev)
@@ -58,49 +65,64 @@ static void fail(struct virtio_console *c, unsigned queue, int err)
 
 /* ---- Output: transmitq0 to out_fd. ---- */
 
-/* Retries only EINTR and short writes; any error drops the rest, as the UART does. */
-static bool write_all(int fd, const uint8_t *p, size_t len)
+/* Offers the held chain's readable bytes, from where the last offer stopped, to the output;
+ * writable buffers (which a transmit chain should not have) are ignored. Returns whether the
+ * output took all of them. */
+static bool offer_held(struct virtio_console *c)
 {
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0 && errno == EINTR)
+    const struct virtq_elem *e = &c->tx_elem;
+    if (!c->output)
+        return true;
+    size_t skip = c->tx_taken;
+    for (unsigned i = 0; i < e->out_count; i++) {
+        size_t seg_len = e->iov[i].iov_len;
+        if (skip >= seg_len) {
+            skip -= seg_len;
             continue;
-        if (n <= 0)
+        }
+        size_t want = seg_len - skip;
+        size_t n = console_output_write(c->output, (const uint8_t *)e->iov[i].iov_base + skip,
+                                        want);
+        c->tx_taken += n;
+        if (n < want)
             return false;
-        p += n;
-        len -= (size_t)n;
+        skip = 0;
     }
     return true;
 }
 
-/*
- * Writes the chain's readable buffers in order; writable ones (which a transmit chain should
- * not have) are ignored. This blocks the I/O thread while out_fd is full, e.g. a stalled
- * terminal: acceptable for now, a non-blocking out_fd drops instead (EAGAIN).
- */
-static void emit_chain(const struct virtio_console *c, const struct virtq_elem *e)
+/* Moves chains from transmitq0 to the output until the queue is empty or the output full.
+ * Returns 1 when empty, 0 when full (the chain stays held), or a negative errno. */
+static int drain_transmitq(struct virtio_console *c, bool *pushed)
 {
-    if (c->out_fd < 0)
-        return;
-    for (unsigned i = 0; i < e->out_count; i++)
-        if (!write_all(c->out_fd, e->iov[i].iov_base, e->iov[i].iov_len))
-            return;
+    struct virtq *q = &c->dev.queues[CONSOLE_TXQ];
+    for (;;) {
+        if (!c->tx_held) {
+            int r = virtq_pop(q, &c->tx_elem);
+            if (r <= 0)
+                return r < 0 ? r : 1;
+            c->tx_held = true;
+            c->tx_taken = 0;
+        }
+        if (!offer_held(c))
+            return 0;
+        virtq_push(q, c->tx_elem.head, 0);
+        c->tx_held = false;
+        *pushed = true;
+    }
 }
 
-/* Drains transmitq0 with notifications off, re-arming them at the end (as rng.c does). */
+/* Drains transmitq0 with notifications off, re-arming them once it is empty (as rng.c does).
+ * While the output is full they stay off: the prepare step resumes, not a kick. */
 static void transmit(struct virtio_console *c)
 {
     struct virtq *q = &c->dev.queues[CONSOLE_TXQ];
     bool pushed = false;
-    int r = 0;
+    int r;
     do {
         virtq_disable_notify(q);
-        while ((r = virtq_pop(q, &c->elem)) > 0) {
-            emit_chain(c, &c->elem);
-            virtq_push(q, c->elem.head, 0);
-            pushed = true;
-        }
-    } while (r == 0 && virtq_enable_notify(q));
+        r = drain_transmitq(c, &pushed);
+    } while (r == 1 && virtq_enable_notify(q));
     if (pushed)
         virtio_signal_used(&c->dev, CONSOLE_TXQ);
     if (r < 0)
@@ -186,6 +208,9 @@ static void detach_input(struct virtio_console *c)
 bool virtio_console_prepare(struct virtio_device *dev)
 {
     struct virtio_console *c = to_console(dev);
+    /* A held chain means the output was full: the writer wakes the loop once it made room. */
+    if (c->tx_held && queue_usable(c, CONSOLE_TXQ))
+        transmit(c);
     return c->input && console_input_prepare(c->input);
 }
 
@@ -220,11 +245,13 @@ static void console_activate(struct virtio_device *dev)
         transmit(c);
 }
 
-/* Input read but not delivered belongs to the old driver instance: drop it. */
+/* Input read but not delivered, and a chain held for output, belong to the old driver
+ * instance: drop them. What the output already took is the host's and still goes out. */
 static void console_reset(struct virtio_device *dev)
 {
     struct virtio_console *c = to_console(dev);
     detach_input(c);
+    c->tx_held = false;
     c->active = false;
     c->broken = false;
 }
@@ -233,6 +260,7 @@ static void console_destroy(struct virtio_device *dev)
 {
     struct virtio_console *c = to_console(dev);
     console_input_free(c->input);
+    console_output_free(c->output);
     free(c);
 }
 
@@ -244,11 +272,15 @@ static const struct virtio_device_ops console_ops = {
     .destroy = console_destroy,
 };
 
-struct virtio_device *virtio_console_new(int in_fd, int out_fd)
+struct virtio_device *virtio_console_new(struct io_loop *loop, int in_fd, int out_fd)
 {
     struct virtio_console *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
+    if (out_fd >= 0 && !(c->output = console_output_new(out_fd, loop))) {
+        free(c);
+        return NULL;
+    }
     c->dev = (struct virtio_device){
         .ops = &console_ops,
         .device_id = VIRTIO_ID_CONSOLE,
@@ -257,6 +289,5 @@ struct virtio_device *virtio_console_new(int in_fd, int out_fd)
         .queue_max_size = CONSOLE_QUEUE_SIZE,
     };
     c->in_fd = in_fd;
-    c->out_fd = out_fd;
     return &c->dev;
 }
