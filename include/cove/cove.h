@@ -527,7 +527,8 @@ void cove_fs_serve_options_init(cove_fs_serve_options *options);
  * front-end must share its guest RAM (QEMU: a memory backend with share=on). Blocks in the
  * calling thread. Returns 0 then, or a negative errno with error filled: -ENOENT or
  * -ENOTDIR (host_dir), -EADDRINUSE (socket_path exists), -EPROTO (the front-end broke the
- * protocol).
+ * protocol, or stopped for 5 s part-way through a message or while a reply waited). stop_fd
+ * is seen also while a message is being read.
  */
 int cove_fs_serve(const cove_fs_serve_options *options, cove_error *error);
 

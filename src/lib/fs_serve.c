@@ -4,6 +4,7 @@
  * queues' kick descriptors (virtio/vhost_user_fs.c), and the caller's stop descriptor.
  */
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,10 +19,15 @@
 #include "io_loop.h"
 #include "virtio/vhost_user_fs.h"
 
+/* A front-end sends each message whole and reads each reply; one that stops part-way, while
+ * the loop waits on it alone, gets this long. */
+#define FRONT_END_STALL_MS 5000
+
 struct serve {
     struct io_loop *loop;
     const char *socket_path;
     int listen_fd, conn_fd;
+    int stop_fd; /* the caller's; -1: none */
     struct vhost_user_fs *vu;
     int result;
     cove_error *error;
@@ -47,21 +53,48 @@ static void end(struct serve *s, int result)
     io_loop_stop(s->loop);
 }
 
-/* Reads exactly len bytes of a stream; 0 at a clean end-of-file before the first. */
-static ssize_t read_all(int fd, uint8_t *buf, size_t len)
+/*
+ * Waits until the connection is ready for `events` (POLLIN, POLLOUT) in the middle of a
+ * message, when the loop is not running: the caller's stop descriptor is watched here too, so
+ * a stalled front-end cannot keep a stop from being seen. 0, -ECANCELED (stop), -ETIMEDOUT
+ * (FRONT_END_STALL_MS without progress) or a negative errno.
+ */
+static int wait_for_conn(const struct serve *s, short events)
 {
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = read(fd, buf + done, len - done);
+    /* poll ignores a negative descriptor: no stop_fd, nothing to watch. */
+    struct pollfd fds[2] = {{.fd = s->conn_fd, .events = events},
+                            {.fd = s->stop_fd, .events = POLLIN}};
+    for (;;) {
+        int n = poll(fds, 2, FRONT_END_STALL_MS);
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
             return -errno;
         if (n == 0)
-            return done ? -EPROTO : 0;
+            return -ETIMEDOUT;
+        return fds[1].revents ? -ECANCELED : 0;
+    }
+}
+
+/* The rest of a message that has begun: exactly len bytes. 0, -EPROTO at the end of the
+ * stream, or wait_for_conn's errors. */
+static int read_rest(const struct serve *s, uint8_t *buf, size_t len)
+{
+    size_t done = 0;
+    while (done < len) {
+        int r = wait_for_conn(s, POLLIN);
+        if (r < 0)
+            return r;
+        ssize_t n = recv(s->conn_fd, buf + done, len - done, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -EPROTO;
         done += (size_t)n;
     }
-    return (ssize_t)done;
+    return 0;
 }
 
 static void take_fds(struct msghdr *mh, int *fds, unsigned *nfds)
@@ -82,8 +115,9 @@ static void take_fds(struct msghdr *mh, int *fds, unsigned *nfds)
 }
 
 /* One message with its descriptors. 1, 0 at the front-end's end, or a negative errno. */
-static int receive(int fd, struct vhost_user_msg *msg, int *fds, unsigned *nfds)
+static int receive(const struct serve *s, struct vhost_user_msg *msg, int *fds, unsigned *nfds)
 {
+    int fd = s->conn_fd;
     uint8_t header[VHOST_USER_HEADER_SIZE];
     union {
         char buf[CMSG_SPACE(VHOST_USER_MAX_FDS * sizeof(int))];
@@ -101,18 +135,16 @@ static int receive(int fd, struct vhost_user_msg *msg, int *fds, unsigned *nfds)
         return n == 0 ? 0 : -errno;
     take_fds(&mh, fds, nfds);
     int r = 0;
-    if ((size_t)n < sizeof(header)) {
-        ssize_t rest = read_all(fd, header + n, sizeof(header) - (size_t)n);
-        r = rest <= 0 ? -EPROTO : 0;
-    }
+    if ((size_t)n < sizeof(header))
+        r = read_rest(s, header + n, sizeof(header) - (size_t)n);
     if (r == 0) {
         memcpy(&msg->request, header, 4);
         memcpy(&msg->flags, header + 4, 4);
         memcpy(&msg->size, header + 8, 4);
         if (msg->size > VHOST_USER_MAX_PAYLOAD)
             r = -EMSGSIZE;
-        else if (msg->size && read_all(fd, msg->payload, msg->size) != (ssize_t)msg->size)
-            r = -EPROTO;
+        else
+            r = read_rest(s, msg->payload, msg->size);
     }
     if (r < 0) {
         for (unsigned i = 0; i < *nfds; i++)
@@ -123,7 +155,7 @@ static int receive(int fd, struct vhost_user_msg *msg, int *fds, unsigned *nfds)
     return 1;
 }
 
-static int send_reply(int fd, const struct vhost_user_msg *reply)
+static int send_reply(const struct serve *s, const struct vhost_user_msg *reply)
 {
     uint8_t buf[VHOST_USER_HEADER_SIZE + VHOST_USER_MAX_PAYLOAD];
     memcpy(buf, &reply->request, 4);
@@ -132,14 +164,27 @@ static int send_reply(int fd, const struct vhost_user_msg *reply)
     memcpy(buf + VHOST_USER_HEADER_SIZE, reply->payload, reply->size);
     size_t len = VHOST_USER_HEADER_SIZE + reply->size, done = 0;
     while (done < len) {
-        ssize_t n = send(fd, buf + done, len - done, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
+        int r = wait_for_conn(s, POLLOUT);
+        if (r < 0)
+            return r;
+        ssize_t n = send(s->conn_fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (n < 0)
             return -errno;
         done += (size_t)n;
     }
     return 0;
+}
+
+/* What went wrong with the connection, as the line the caller shows. */
+static int connection_failed(struct serve *s, int err, const char *doing)
+{
+    if (err == -ETIMEDOUT)
+        return fail(s->error, -EPROTO, "vhost-user: %s: the front-end stopped for %d s in the "
+                    "middle of a message", doing, FRONT_END_STALL_MS / 1000);
+    return fail(s->error, err == -EMSGSIZE ? -EPROTO : err, "vhost-user: %s: %s", doing,
+                strerror(-err));
 }
 
 static void on_message(void *opaque, uint32_t events)
@@ -149,24 +194,26 @@ static void on_message(void *opaque, uint32_t events)
     struct vhost_user_msg msg, reply;
     int fds[VHOST_USER_MAX_FDS];
     unsigned nfds;
-    int r = receive(s->conn_fd, &msg, fds, &nfds);
-    if (r == 0) {
-        end(s, 0); /* the front-end went away: the session is over */
+    int r = receive(s, &msg, fds, &nfds);
+    /* At the front-end's end, or a stop seen mid-message: the session is over. */
+    if (r == 0 || r == -ECANCELED) {
+        end(s, 0);
         return;
     }
     if (r < 0) {
-        end(s, fail(s->error, r == -EMSGSIZE ? -EPROTO : r,
-                    "vhost-user: reading the front-end's message: %s", strerror(-r)));
+        end(s, connection_failed(s, r, "reading the front-end's message"));
         return;
     }
     r = vhost_user_fs_message(s->vu, &msg, fds, nfds, &reply, s->error->message,
                               sizeof(s->error->message));
     if (r == 1)
-        r = send_reply(s->conn_fd, &reply);
-    if (r < 0 && r != -EPROTO)
-        fail(s->error, r, "vhost-user: answering the front-end: %s", strerror(-r));
-    if (r < 0)
-        end(s, r);
+        r = send_reply(s, &reply);
+    if (r == -ECANCELED)
+        end(s, 0);
+    else if (r == -EPROTO)
+        end(s, r); /* vhost_user_fs_message wrote the line */
+    else if (r < 0)
+        end(s, connection_failed(s, r, "answering the front-end"));
 }
 
 static void on_accept(void *opaque, uint32_t events)
@@ -239,7 +286,7 @@ int cove_fs_serve(const cove_fs_serve_options *options, cove_error *error)
     if (r < 0)
         return fail(error, r, "directory '%s': %s", options->host_dir, strerror(-r));
     struct serve s = {.socket_path = options->socket_path, .listen_fd = -1, .conn_fd = -1,
-                      .error = error};
+                      .stop_fd = options->stop_fd, .error = error};
     s.loop = io_loop_new();
     s.vu = s.loop ? vhost_user_fs_new(server, s.loop) : NULL;
     if (!s.vu)
