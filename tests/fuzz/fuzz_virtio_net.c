@@ -110,7 +110,8 @@ struct run {
 static void t_signal(void *t, unsigned i) { (void)t, (void)i; }
 static void t_config(void *t) { (void)t; }
 static void t_reset(void *t, unsigned queue, int err) { (void)t, (void)queue, (void)err; }
-static const struct virtio_transport_ops transport = {t_signal, t_config, t_reset};
+static void t_requeue(void *t, unsigned i) { (void)t, (void)i; }
+static const struct virtio_transport_ops transport = {t_signal, t_config, t_reset, t_requeue};
 
 static uint8_t *ptr(struct run *r, uint64_t gpa, uint64_t len)
 {

@@ -180,10 +180,13 @@ static void t_needs_reset(void *t, unsigned queue, int err)
     ((struct run *)t)->needs_reset = true;
 }
 
+static void t_requeue(void *t, unsigned index) { (void)t, (void)index; }
+
 static const struct virtio_transport_ops transport_ops = {
     .signal_used = t_signal_used,
     .signal_config = t_signal_config,
     .needs_reset = t_needs_reset,
+    .requeue = t_requeue,
 };
 
 static uint8_t *gpa(struct run *r, uint64_t addr) { return guest_mem_ptr(&r->mem, addr, 1); }

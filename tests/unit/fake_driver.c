@@ -23,10 +23,17 @@ static void t_needs_reset(void *t, unsigned queue, int err)
     ft->reset_err = err;
 }
 
+static void t_requeue(void *t, unsigned index)
+{
+    assert_true(index < FAKE_MAX_QUEUES);
+    ((struct fake_transport *)t)->requeues[index]++;
+}
+
 const struct virtio_transport_ops fake_transport_ops = {
     .signal_used = t_signal_used,
     .signal_config = t_signal_config,
     .needs_reset = t_needs_reset,
+    .requeue = t_requeue,
 };
 
 uint8_t *fake_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)

@@ -16,6 +16,7 @@
 #define FAKE_MAX_QUEUES 4
 struct fake_transport {
     unsigned signals[FAKE_MAX_QUEUES];
+    unsigned requeues[FAKE_MAX_QUEUES]; /* virtio_requeue calls: the test notifies again */
     unsigned needs_reset;
     unsigned reset_queue; /* the queue and error of the last needs_reset */
     int reset_err;

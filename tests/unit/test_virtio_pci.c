@@ -480,6 +480,48 @@ static void test_device_without_snapshot_support(void **state)
     snap_writer_free(&save.w);
 }
 
+/* A device with a budget of one chain per notification, which asks to be called again while
+ * chains are left, as virtq_drain's users do at VIRTQ_DRAIN_BUDGET. */
+static void one_per_call_notify(struct virtio_device *dev, unsigned index)
+{
+    struct counter *c = (struct counter *)dev;
+    struct virtq_elem elem;
+    if (virtq_pop(&dev->queues[index], &elem) != 1)
+        return;
+    virtq_push(&dev->queues[index], elem.head, 0);
+    atomic_fetch_add(&c->served, 1);
+    virtio_requeue(dev, index);
+}
+
+static const struct virtio_device_ops one_per_call_ops = {
+    .queue_notify = one_per_call_notify,
+    .destroy = destroy_device,
+};
+
+/* One guest kick, three chains: the transport brings the device back to the queue through the
+ * loop until all are served. */
+static void test_requeue_serves_the_rest(void **state)
+{
+    (void)state;
+    struct counter *c = new_counter();
+    c->dev.ops = &one_per_call_ops;
+    struct bench *b = make_bench(&c->dev);
+    bring_up(b);
+    uint8_t *desc = guest_mem_ptr(&b->mem, DESC_GPA, 16);
+    memset(desc, 0, 16);
+    desc[2] = 0x02; /* addr 0x20000 */
+    desc[8] = 16;   /* len */
+    for (uint16_t i = 0; i < 3; i++)
+        put16(b, AVAIL_GPA + 4 + 2 * i, 0);
+    put16(b, AVAIL_GPA + 2, 3);
+    bar_write(b, VIRTIO_PCI_NOTIFY_OFFSET, 0, 2);
+    for (int turn = 0; turn < 100 && atomic_load(&c->served) < 3; turn++)
+        loop_thread_call(&b->loop, nothing, NULL);
+    assert_int_equal(atomic_load(&c->served), 3);
+    assert_int_equal(get16(b, USED_GPA + 2), 3);
+    free_bench(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -488,6 +530,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reports_capped, setup, teardown),
         cmocka_unit_test(test_snapshot_resumes_where_the_device_was),
         cmocka_unit_test_setup_teardown(test_device_without_snapshot_support, setup, teardown),
+        cmocka_unit_test(test_requeue_serves_the_rest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

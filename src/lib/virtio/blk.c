@@ -105,12 +105,12 @@ static struct blk_request *new_request(struct virtio_blk *blk)
     return r;
 }
 
-/* Pops until the ring is empty. Returns 0 then (or when memory ran out), or virtq_pop's error
- * when the driver broke the rules. */
-static int drain_ring(struct virtio_blk *blk)
+/* Pops until the ring is empty or *budget chains were taken. Returns 0 then (or when memory
+ * ran out), or virtq_pop's error when the driver broke the rules. */
+static int drain_ring(struct virtio_blk *blk, unsigned *budget)
 {
     struct virtq *q = &blk->vdev.queues[0];
-    for (;;) {
+    for (; *budget > 0; --*budget) {
         struct blk_request *r = new_request(blk);
         if (!r)
             return 0; /* out of memory: the requests stay in the ring for the next kick */
@@ -121,6 +121,7 @@ static int drain_ring(struct virtio_blk *blk)
         }
         start_request(r);
     }
+    return 0;
 }
 
 static void blk_queue_notify(struct virtio_device *dev, unsigned index)
@@ -130,17 +131,22 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned index)
         return;
     struct virtq *q = &dev->queues[0];
     block_plug(blk->backend);
+    /* Requests the backend completes at once (the synchronous fallback) free their chains as
+     * fast as the guest posts new ones: the budget (queue.h) bounds one call. */
+    unsigned budget = VIRTQ_DRAIN_BUDGET;
     int err;
     do {
         virtq_disable_notify(q);
-        err = drain_ring(blk);
-    } while (err == 0 && virtq_enable_notify(q));
+        err = drain_ring(blk, &budget);
+    } while (err == 0 && budget > 0 && virtq_enable_notify(q));
     block_unplug(blk->backend);
     if (err < 0) {
         blk->broken = true;
         virtio_needs_reset(dev, 0, err);
         return;
     }
+    if (budget == 0)
+        virtio_requeue(dev, 0);
     flush_signal(blk);
 }
 

@@ -91,12 +91,13 @@ static bool offer_held(struct virtio_console *c)
     return true;
 }
 
-/* Moves chains from transmitq0 to the output until the queue is empty or the output full.
- * Returns 1 when empty, 0 when full (the chain stays held), or a negative errno. */
-static int drain_transmitq(struct virtio_console *c, bool *pushed)
+/* Moves chains from transmitq0 to the output until the queue is empty, the output full or
+ * *budget chains went. Returns 1 when empty, 0 when full (the chain stays held) or out of
+ * budget, or a negative errno. */
+static int drain_transmitq(struct virtio_console *c, bool *pushed, unsigned *budget)
 {
     struct virtq *q = &c->dev.queues[CONSOLE_TXQ];
-    for (;;) {
+    for (; *budget > 0; --*budget) {
         if (!c->tx_held) {
             int r = virtq_pop(q, &c->tx_elem);
             if (r <= 0)
@@ -110,6 +111,7 @@ static int drain_transmitq(struct virtio_console *c, bool *pushed)
         c->tx_held = false;
         *pushed = true;
     }
+    return 0;
 }
 
 /* Drains transmitq0 with notifications off, re-arming them once it is empty (as rng.c does).
@@ -118,13 +120,16 @@ static void transmit(struct virtio_console *c)
 {
     struct virtq *q = &c->dev.queues[CONSOLE_TXQ];
     bool pushed = false;
+    unsigned budget = VIRTQ_DRAIN_BUDGET;
     int r;
     do {
         virtq_disable_notify(q);
-        r = drain_transmitq(c, &pushed);
+        r = drain_transmitq(c, &pushed, &budget);
     } while (r == 1 && virtq_enable_notify(q));
     if (pushed)
         virtio_signal_used(&c->dev, CONSOLE_TXQ);
+    if (r == 0 && budget == 0)
+        virtio_requeue(&c->dev, CONSOLE_TXQ);
     if (r < 0)
         fail(c, CONSOLE_TXQ, r);
 }

@@ -72,6 +72,9 @@ struct virtio_transport_ops {
     void (*signal_config)(void *transport);
     /* err: the virtq_pop error (or another negative errno) on queue `queue` that broke it. */
     void (*needs_reset)(void *transport, unsigned queue, int err);
+    /* The device stopped draining queue `index` with chains left (VIRTQ_DRAIN_BUDGET): call
+     * queue_notify for it again once the loop has served whatever else is ready. */
+    void (*requeue)(void *transport, unsigned index);
 };
 
 struct virtio_device {
@@ -109,6 +112,12 @@ static inline void virtio_signal_used(struct virtio_device *dev, unsigned index)
 static inline void virtio_needs_reset(struct virtio_device *dev, unsigned queue, int err)
 {
     dev->transport_ops->needs_reset(dev->transport, queue, err);
+}
+
+/* After virtq_drain returned 0: the rest of the queue waits its turn on the loop. */
+static inline void virtio_requeue(struct virtio_device *dev, unsigned index)
+{
+    dev->transport_ops->requeue(dev->transport, index);
 }
 
 /* save and restore for a device with nothing beyond its queues: each request is taken and

@@ -33,6 +33,7 @@ struct virtio_fs {
     bool broken; /* the driver broke the ring protocol; idle until reset */
     uint8_t config[FS_CONFIG_SIZE];
     struct virtq_elem elem; /* ~4 KiB: kept here rather than on the I/O thread's stack */
+    struct virtq *serving;  /* the queue being drained, for serve_one */
 };
 
 static struct virtio_fs *to_fs(struct virtio_device *dev) { return (struct virtio_fs *)dev; }
@@ -42,30 +43,27 @@ static bool queue_usable(const struct virtio_fs *fs, unsigned index)
     return fs->active && !fs->broken && fs->dev.queue_enabled[index];
 }
 
-static uint32_t serve(struct virtio_fs *fs)
+/* One FUSE request; the reply's length is at most in_bytes, which fits the ring's u32. */
+static bool serve_one(void *ctx, struct virtq_elem *e)
 {
-    const struct virtq_elem *e = &fs->elem;
+    struct virtio_fs *fs = ctx;
     size_t n = fuse_server_handle(fs->server, e->iov, e->out_count, e->iov + e->out_count,
                                   e->in_count);
-    return (uint32_t)n; /* at most in_bytes, which fits the ring's u32 */
+    virtq_push(fs->serving, e->head, (uint32_t)n);
+    return true;
 }
 
-/* Answers every pending request on the queue; notifications stay off while draining and are
- * re-armed at the end, and a request that raced the re-arm is taken by another pass. */
+/* Answers the pending requests on the queue (virtq_drain: notifications off meanwhile, a
+ * budget per call). */
 static void drain(struct virtio_fs *fs, unsigned index)
 {
-    struct virtq *q = &fs->dev.queues[index];
-    bool pushed = false;
-    int r = 0;
-    do {
-        virtq_disable_notify(q);
-        while ((r = virtq_pop(q, &fs->elem)) > 0) {
-            virtq_push(q, fs->elem.head, serve(fs));
-            pushed = true;
-        }
-    } while (r == 0 && virtq_enable_notify(q));
-    if (pushed)
+    unsigned served;
+    fs->serving = &fs->dev.queues[index];
+    int r = virtq_drain(fs->serving, &fs->elem, serve_one, fs, &served);
+    if (served)
         virtio_signal_used(&fs->dev, index);
+    if (r == 0)
+        virtio_requeue(&fs->dev, index);
     if (r < 0) {
         fs->broken = true;
         virtio_needs_reset(&fs->dev, index, r);

@@ -204,21 +204,25 @@ static void transmit_one(struct virtio_net *net)
         net_backend_send(net->backend, net->frame, len);
 }
 
-/* Sends every pending chain, notifications off while draining (as rng.c does). */
+static bool transmit_next(void *ctx, struct virtq_elem *e)
+{
+    struct virtio_net *net = ctx;
+    (void)e; /* net->tx_elem */
+    transmit_one(net);
+    return !net->broken;
+}
+
+/* Sends the pending chains (virtq_drain: notifications off meanwhile, a budget per call). */
 static void transmit(struct virtio_net *net)
 {
-    struct virtq *q = &net->dev.queues[NET_TXQ];
-    bool pushed = false;
-    int r = 0;
-    do {
-        virtq_disable_notify(q);
-        while (!net->broken && (r = virtq_pop(q, &net->tx_elem)) > 0) {
-            transmit_one(net);
-            pushed = true;
-        }
-    } while (r == 0 && !net->broken && virtq_enable_notify(q));
-    if (pushed)
+    if (net->broken)
+        return;
+    unsigned served;
+    int r = virtq_drain(&net->dev.queues[NET_TXQ], &net->tx_elem, transmit_next, net, &served);
+    if (served)
         virtio_signal_used(&net->dev, NET_TXQ);
+    if (r == 0)
+        virtio_requeue(&net->dev, NET_TXQ);
     if (r < 0)
         fail(net, NET_TXQ, r);
 }

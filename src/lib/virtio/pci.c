@@ -168,10 +168,27 @@ static void needs_reset(void *transport, unsigned queue, int err)
     stop_device(transport, queue, virtq_error_text(err));
 }
 
+/* Makes the loop call queue_notify for q, as a guest kick through the ioeventfd does. */
+static void poke_queue(struct vp_queue *q)
+{
+    uint64_t one = 1;
+    if (write(q->kick_fd, &one, sizeof(one)) < 0) {
+        /* saturated: a kick is pending anyway */
+    }
+}
+
+static void requeue(void *transport, unsigned index)
+{
+    struct virtio_pci *vp = transport;
+    if (index < vp->dev->num_queues)
+        poke_queue(&vp->queues[index]);
+}
+
 static const struct virtio_transport_ops transport_ops = {
     .signal_used = signal_used,
     .signal_config = signal_config,
     .needs_reset = needs_reset,
+    .requeue = requeue,
 };
 
 /* ---- work on the I/O loop ---- */
@@ -466,10 +483,7 @@ static void kick(struct virtio_pci *vp, uint64_t offset)
     uint64_t index = offset / VIRTIO_PCI_NOTIFY_MULTIPLIER;
     if (offset % VIRTIO_PCI_NOTIFY_MULTIPLIER || index >= vp->dev->num_queues)
         return;
-    uint64_t one = 1;
-    if (write(vp->queues[index].kick_fd, &one, sizeof(one)) < 0) {
-        /* saturated: a kick is pending anyway */
-    }
+    poke_queue(&vp->queues[index]);
 }
 
 static bool in_region(uint64_t offset, unsigned size, uint64_t start, uint64_t len)
@@ -877,11 +891,7 @@ bool virtio_pci_restore(struct virtio_pci *vp, struct snap_reader *r)
     free(progress);
     ok = ok && dev->ops->restore(dev, &device);
     /* Whatever the driver made available meanwhile is looked at once the loop runs. */
-    for (unsigned i = 0; ok && live && i < dev->num_queues; i++) {
-        uint64_t one = 1;
-        if (write(vp->queues[i].kick_fd, &one, sizeof(one)) < 0) {
-            /* a kick is pending anyway */
-        }
-    }
+    for (unsigned i = 0; ok && live && i < dev->num_queues; i++)
+        poke_queue(&vp->queues[i]);
     return ok || snap_reject(r);
 }

@@ -366,6 +366,24 @@ static size_t copy_iov(const struct iovec *iov, unsigned n, size_t offset, void 
     return done;
 }
 
+int virtq_drain(struct virtq *q, struct virtq_elem *elem, virtq_serve_fn serve, void *ctx,
+                unsigned *served)
+{
+    *served = 0;
+    int r;
+    do {
+        virtq_disable_notify(q);
+        while ((r = virtq_pop(q, elem)) > 0) {
+            ++*served;
+            if (!serve(ctx, elem))
+                return 1;
+            if (*served == VIRTQ_DRAIN_BUDGET)
+                return 0;
+        }
+    } while (r == 0 && virtq_enable_notify(q));
+    return r < 0 ? r : 1;
+}
+
 size_t virtq_read(const struct virtq_elem *elem, size_t offset, void *dst, size_t len)
 {
     return copy_iov(elem->iov, elem->out_count, offset, dst, len, false);

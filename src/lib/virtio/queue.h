@@ -101,6 +101,28 @@ bool virtq_enable_notify(struct virtq *q);
  */
 void virtq_disable_notify(struct virtq *q);
 
+/*
+ * Chains served from one queue per drain before the device lets its loop serve the others. A
+ * guest can refill a ring as fast as the device empties it, without a single exit, and the I/O
+ * thread sees a stop only between handlers: without a bound, one queue could hold it for ever.
+ */
+#define VIRTQ_DRAIN_BUDGET 256
+
+/* Serves one popped chain (pushing it or keeping it); false stops the drain (the device broke
+ * or cannot go on now), true goes on to the next. */
+typedef bool (*virtq_serve_fn)(void *ctx, struct virtq_elem *elem);
+
+/*
+ * The device side of a notification: pops chains into elem and hands each to serve, with
+ * notifications off while it works and re-armed once the ring is empty (a chain that raced the
+ * re-arm is taken by another pass). Stops after VIRTQ_DRAIN_BUDGET chains. Returns 1 when the
+ * ring is empty or serve stopped, 0 when the budget ran out with chains left (notifications
+ * still off: the device must come back, see virtio_requeue), or virtq_pop's error. *served:
+ * how many chains serve was given.
+ */
+int virtq_drain(struct virtq *q, struct virtq_elem *elem, virtq_serve_fn serve, void *ctx,
+                unsigned *served);
+
 /* Copies helpers for devices: gather from the readable / scatter into the writable buffers. */
 size_t virtq_read(const struct virtq_elem *elem, size_t offset, void *dst, size_t len);
 size_t virtq_write(const struct virtq_elem *elem, size_t offset, const void *src, size_t len);

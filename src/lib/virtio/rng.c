@@ -69,22 +69,22 @@ static bool queue_usable(const struct virtio_rng *rng)
     return rng->active && !rng->broken && rng->dev.queue_enabled[RNG_REQUESTQ];
 }
 
-/* Answers every pending request. Notifications stay off while draining (fewer exits) and are
- * re-armed at the end; a buffer that raced the re-arm is picked up by the next pass. */
+static bool serve_one(void *ctx, struct virtq_elem *e)
+{
+    struct virtio_rng *rng = ctx;
+    virtq_push(&rng->dev.queues[RNG_REQUESTQ], e->head, serve_request(e));
+    return true;
+}
+
+/* Answers the pending requests (virtq_drain: notifications off meanwhile, a budget per call). */
 static void drain(struct virtio_rng *rng)
 {
-    struct virtq *q = &rng->dev.queues[RNG_REQUESTQ];
-    bool pushed = false;
-    int r = 0;
-    do {
-        virtq_disable_notify(q);
-        while ((r = virtq_pop(q, &rng->elem)) > 0) {
-            virtq_push(q, rng->elem.head, serve_request(&rng->elem));
-            pushed = true;
-        }
-    } while (r == 0 && virtq_enable_notify(q));
-    if (pushed)
+    unsigned served;
+    int r = virtq_drain(&rng->dev.queues[RNG_REQUESTQ], &rng->elem, serve_one, rng, &served);
+    if (served)
         virtio_signal_used(&rng->dev, RNG_REQUESTQ);
+    if (r == 0)
+        virtio_requeue(&rng->dev, RNG_REQUESTQ);
     if (r < 0) {
         rng->broken = true;
         virtio_needs_reset(&rng->dev, RNG_REQUESTQ, r);

@@ -153,24 +153,25 @@ static void signal_fd(int fd)
     }
 }
 
-/* As virtio/fs.c's drain: every pending chain is one FUSE request. */
+static bool serve_one(void *ctx, struct virtq_elem *e)
+{
+    struct vu_queue *vq = ctx;
+    size_t n = fuse_server_handle(vq->vu->server, e->iov, e->out_count, e->iov + e->out_count,
+                                  e->in_count);
+    virtq_push(&vq->q, e->head, (uint32_t)n);
+    return true;
+}
+
+/* As virtio/fs.c's drain: every pending chain is one FUSE request. When the budget runs out,
+ * the queue's own kick descriptor brings the loop back to it after the others. */
 static void serve_queue(struct vhost_user_fs *vu, struct vu_queue *vq)
 {
-    struct virtq *q = &vq->q;
-    const struct virtq_elem *e = &vu->elem;
-    bool pushed = false;
-    int r;
-    do {
-        virtq_disable_notify(q);
-        while ((r = virtq_pop(q, &vu->elem)) > 0) {
-            size_t n = fuse_server_handle(vu->server, e->iov, e->out_count,
-                                          e->iov + e->out_count, e->in_count);
-            virtq_push(q, e->head, (uint32_t)n);
-            pushed = true;
-        }
-    } while (r == 0 && virtq_enable_notify(q));
-    if (pushed && virtq_should_signal(q))
+    unsigned served;
+    int r = virtq_drain(&vq->q, &vu->elem, serve_one, vq, &served);
+    if (served && virtq_should_signal(&vq->q))
         signal_fd(vq->call_fd);
+    if (r == 0)
+        signal_fd(vq->kick_fd);
     if (r < 0) {
         vq->broken = true;
         signal_fd(vq->err_fd);

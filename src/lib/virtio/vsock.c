@@ -1001,22 +1001,23 @@ static void guest_packet(struct virtio_vsock *v, const struct virtq_elem *e)
         queue_orphan_rst(v, &h);
 }
 
-/* Drains the tx queue with notifications off, re-arming them at the end (as rng.c does). */
+static bool transmit_one(void *ctx, struct virtq_elem *e)
+{
+    struct virtio_vsock *v = ctx;
+    guest_packet(v, e);
+    virtq_push(&v->dev.queues[VSOCK_TXQ], e->head, 0);
+    return true;
+}
+
+/* Takes the guest's packets (virtq_drain: notifications off meanwhile, a budget per call). */
 static void transmit(struct virtio_vsock *v)
 {
-    struct virtq *q = &v->dev.queues[VSOCK_TXQ];
-    bool pushed = false;
-    int r = 0;
-    do {
-        virtq_disable_notify(q);
-        while ((r = virtq_pop(q, &v->tx_elem)) > 0) {
-            guest_packet(v, &v->tx_elem);
-            virtq_push(q, v->tx_elem.head, 0);
-            pushed = true;
-        }
-    } while (r == 0 && virtq_enable_notify(q));
-    if (pushed)
+    unsigned served;
+    int r = virtq_drain(&v->dev.queues[VSOCK_TXQ], &v->tx_elem, transmit_one, v, &served);
+    if (served)
         virtio_signal_used(&v->dev, VSOCK_TXQ);
+    if (r == 0)
+        virtio_requeue(&v->dev, VSOCK_TXQ);
     if (r < 0)
         fail(v, VSOCK_TXQ, r);
 }
