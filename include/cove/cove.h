@@ -264,7 +264,9 @@ bool cove_config_vsock(const cove_config *config, uint64_t *guest_cid, const cha
  * boots afresh. Nothing secret is in a snapshot: it is taken before any request reaches the
  * guest. What the guest kernel drew from its random number generator while booting (address
  * space layout, hash seeds) is the same in every VM restored from one snapshot; what it draws
- * after the restore is not. NULL (the default) turns it off.
+ * after the restore is not. The directory keeps the 16 most recently used entries (a restore
+ * counts as a use): each save removes the others, and temporary files that a killed save left
+ * there over an hour ago. NULL (the default) turns it off.
  */
 int cove_config_set_boot_cache(cove_config *config, const char *dir);
 const char *cove_config_boot_cache(const cove_config *config);

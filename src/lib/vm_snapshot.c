@@ -28,6 +28,7 @@
 #include "devices/i8042.h"
 #include "devices/rtc.h"
 #include "devices/uart.h"
+#include "snapshot/cache.h"
 #include "snapshot/file.h"
 #include "snapshot/stream.h"
 #include "virtio/pci.h"
@@ -172,6 +173,7 @@ bool vm_snapshot_prepare(cove_vm *vm, struct snap_file *file)
     char error[COVE_ERROR_MAX];
     r = snap_file_open(vm->snapshot_path, vm->snapshot_key, c->memory, file, error, sizeof(error));
     if (r == 0) {
+        snap_cache_touch(vm->snapshot_path);
         atomic_store(&vm->snapshot_state, VM_SNAPSHOT_RESTORED);
         return true;
     }
@@ -256,6 +258,9 @@ void vm_snapshot_save(cove_vm *vm, struct vcpu_slot *slot)
     if (r < 0 && r != -EINTR)
         warn(vm, "boot snapshot not saved: %s", error);
     vm_snapshot_settled(vm);
+    /* After the settle, so that requests waiting for it need not wait for this too. */
+    if (r == 0)
+        snap_cache_prune(vm->config->boot_cache_dir, SNAP_CACHE_MAX_ENTRIES);
 }
 
 /* ---- restoring ---- */

@@ -16,10 +16,8 @@
  */
 #include "virtio/console.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 /* The host console input (src/lib/console.h): a plain "console.h" would find this directory's
  * header first. */

@@ -3,7 +3,8 @@
 # saves its guest at cove-agent's READY, later runs restore it. A restored guest runs commands
 # like a booted one, with the host's time and its own randomness (fresh entropy, reseeded);
 # the snapshot holds no secret of the run that made it; a damaged snapshot is replaced; a new
-# configuration gets an entry of its own; temporary files never stay behind.
+# configuration gets an entry of its own; temporary files never stay behind; a restore marks
+# its entry used and a save prunes the cache to its most recently used entries.
 . "${0%/*}/../lib.sh"
 
 cache=$WORK/boot-cache
@@ -71,9 +72,13 @@ if [ -n "$snap" ]; then
         expect_has damaged err 'damaged; removed, booting afresh'
         expect_has damaged err '(booted; saved to the boot cache)'
     fi
+    # A restore marks its entry used: its modification time, which pruning goes by.
+    touch -t 200101010000 "$snap"
+    before=$(date +%s)
     exec_run after --boot-cache "$cache" --boot-timer -- echo after-ok
     if expect_status after 0; then
         expect_has after err '(restored from the boot cache)'
+        [ "$(stat -c %Y "$snap")" -ge "$before" ] || fail "after: the restore did not mark its entry used"
     fi
 fi
 
@@ -92,6 +97,34 @@ exec_run uncached --boot-cache "$cache" --no-boot-cache --boot-timer -- echo unc
 if expect_status uncached 0; then
     has "$WORK/uncached.err" 'boot cache' && { fail "uncached: used the boot cache"; show "$WORK/uncached.err"; }
 fi
+
+# Pruning: with 16 old entries of other configurations and a killed save's temporary file from
+# long ago in the cache, the next save keeps the 16 most recently used entries (its own and the
+# two in use among them) and removes the temporary file.
+i=1
+while [ "$i" -le 16 ]; do
+    name=$(printf '%s/%016x.snap' "$cache" "$i")
+    echo old > "$name" && touch -t 200101010000 "$name"
+    i=$((i + 1))
+done
+abandoned=$(printf '%s/%016x.snap.AbCd12' "$cache" 99)
+echo partial > "$abandoned" && touch -t 200101010000 "$abandoned"
+exec_run pruned --boot-cache "$cache" --boot-timer --no-rng -- echo pruned-ok
+if expect_status pruned 0; then
+    expect_has pruned err '(booted; saved to the boot cache)'
+fi
+[ "$(snapshots)" -eq 16 ] || fail "pruned: $(snapshots) snapshot files, expected 16"
+if [ -n "$snap" ] && [ ! -e "$snap" ]; then
+    fail "pruned: the entry in use was removed"
+fi
+if [ -e "$abandoned" ]; then
+    fail "pruned: the abandoned temporary file is still there"
+fi
+exec_run after-prune --boot-cache "$cache" --boot-timer -- echo after-prune-ok
+if expect_status after-prune 0; then
+    expect_has after-prune err '(restored from the boot cache)'
+fi
+
 [ "$(leftovers)" -eq 0 ] || fail "temporary files left in the cache"
 [ -z "$(cove_processes)" ] || fail "cove processes left: $(cove_processes)"
 finish
