@@ -259,8 +259,11 @@ bool cove_config_vsock(const cove_config *config, uint64_t *guest_cid, const cha
  * A snapshot belongs to one configuration on one host: the kernel and initrd files (path,
  * size, modification time), command line, CPUs, memory, devices, this libcove and the host's
  * KVM; anything else makes a new entry. Only configurations whose devices can be saved use it:
- * no disks, no shares, the serial console device, network none or NAT, and a vsock device;
- * others boot as usual. A damaged or unusable entry is removed with a warning and the guest
+ * no disks, the serial console device, network none or NAT, and a vsock device; others boot
+ * as usual. Shares may be there: their tags are part of the configuration, their directories
+ * are not, since the guest mounts them only after the snapshot point (cove-agent does). One
+ * entry serves the same tags on other directories; a guest init that mounts a share before it
+ * says it is ready gets no snapshot (the save is refused) and boots each time. A damaged or unusable entry is removed with a warning and the guest
  * boots afresh. Nothing secret is in a snapshot: it is taken before any request reaches the
  * guest. What the guest kernel drew from its random number generator while booting (address
  * space layout, hash seeds) is the same in every VM restored from one snapshot; what it draws

@@ -107,10 +107,10 @@ static void signal_boot_complete(void)
 }
 
 /*
- * Set up, the listener open, nothing started or connected yet: the VMM may save the machine
- * as a boot snapshot now (it does so while this port write exits to it), and a VM restored
- * from it goes on from right here, starting the console command if there is one. Said even
- * when the VMM takes no snapshot, so that it need not wait.
+ * Set up but for the shares, the listener open, nothing started or connected yet: the VMM may
+ * save the machine as a boot snapshot now (it does so while this port write exits to it), and
+ * a VM restored from it goes on from right here, mounting the shares and starting the console
+ * command if there is one. Said even when the VMM takes no snapshot, so that it need not wait.
  */
 static void signal_ready(void)
 {
@@ -642,7 +642,6 @@ int main(int argc, char *argv[])
     setup_filesystems();
     char cmdline[4096];
     read_cmdline(cmdline, sizeof(cmdline));
-    mount_shares(cmdline);
     setup_network(agent_cmdline_has_word(cmdline, "cove.net=nat"),
                   agent_cmdline_has_word(cmdline, "cove.net=link"));
     setup_environment();
@@ -664,6 +663,11 @@ int main(int argc, char *argv[])
     sup.button_count = open_power_buttons(sup.buttons, AGENT_MAX_BUTTONS);
 
     signal_ready();
+    /* After READY, where a boot snapshot is taken: a share mounted before it would hold a
+     * FUSE session the snapshot cannot carry. A restored guest goes on from here and mounts
+     * the restored VM's shares, whatever directories they are; the host's first request
+     * waits in the listener's backlog until then. */
+    mount_shares(cmdline);
     /* With a host to serve and no command of its own, the console stays idle. */
     if (command != NULL || sup.listener < 0)
         sup.session = spawn_session(command);

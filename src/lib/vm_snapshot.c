@@ -111,15 +111,19 @@ static uint64_t boot_key(const cove_config *c, const struct kvm_vm *kvm)
     h = hash_u64(h, c->network_policy);
     h = hash_str(h, c->mac);
     h = hash_u64(h, c->vsock_cid);
+    /* A share's tag is in its device's configuration space, read by the guest's driver at
+     * boot; its directory is not in the guest until the mount, which follows the restore. */
+    h = hash_u64(h, c->share_count);
+    for (size_t i = 0; i < c->share_count; i++)
+        h = hash_str(h, c->shares[i].tag);
     return hash_host(h, c, kvm);
 }
 
 /* Devices whose state a snapshot can carry: see cove_config_set_boot_cache. */
 static bool config_can_snapshot(const cove_config *c)
 {
-    return c->disk_count == 0 && c->share_count == 0 &&
-           c->console_device == COVE_CONSOLE_DEVICE_SERIAL && c->network != COVE_NETWORK_TAP &&
-           c->vsock;
+    return c->disk_count == 0 && c->console_device == COVE_CONSOLE_DEVICE_SERIAL &&
+           c->network != COVE_NETWORK_TAP && c->vsock;
 }
 
 /* mkdir -p, the last component private: a snapshot is a copy of a guest's memory. */
@@ -198,8 +202,8 @@ static int save_devices(cove_vm *vm, struct snap_writer *w, char *error, size_t 
         int r = virtio_pci_save(vm->virtio[i], w);
         if (r < 0) {
             snprintf(error, error_len, "%s",
-                     r == -EBUSY ? "a vsock connection was open (a program connected before "
-                                   "the guest was ready?)"
+                     r == -EBUSY ? "a device was in use at READY (a vsock connection open, or "
+                                   "a share mounted, before the guest said it was ready)"
                                  : "a device cannot be saved");
             return r;
         }

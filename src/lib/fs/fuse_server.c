@@ -196,6 +196,11 @@ static int do_batch_forget(struct fuse_server *s, struct fuse_req *r)
     return 0;
 }
 
+bool fuse_server_in_session(const struct fuse_server *s)
+{
+    return s->initialized;
+}
+
 void fuse_server_reset(struct fuse_server *s)
 {
     fuse_forget_all(s);

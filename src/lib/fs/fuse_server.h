@@ -51,6 +51,10 @@ void fuse_server_destroy(struct fuse_server *s);
  * are dropped, and the next request must be INIT. */
 void fuse_server_reset(struct fuse_server *s);
 
+/* Whether a session is open (INIT answered, no DESTROY or reset since): the server then holds
+ * the guest's inodes and handles. */
+bool fuse_server_in_session(const struct fuse_server *s);
+
 /*
  * Serves one request: rd[0..rd_count) readable, wr[0..wr_count) writable. Returns the bytes
  * written into wr (never more than their total); 0 for requests without a reply (FORGET) or

@@ -12,6 +12,7 @@
 #include "virtio/fs.h"
 
 #include <endian.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -108,12 +109,28 @@ static void fs_destroy(struct virtio_device *dev)
     free(fs);
 }
 
+/*
+ * A share can be in a boot snapshot only before the guest mounts it (cove-agent mounts after
+ * READY): the driver has set the device up, no FUSE session exists, and the queues are all
+ * there is. The restored VM's server is a new one, on whatever directory its configuration
+ * names. Once mounted, the session's inodes and handles are host state a snapshot cannot
+ * carry. Each request is answered within its handler, so none is ever in flight here.
+ */
+static int fs_save(struct virtio_device *dev, struct snap_writer *w)
+{
+    if (fuse_server_in_session(to_fs(dev)->server))
+        return -EBUSY;
+    return virtio_save_queues_only(dev, w);
+}
+
 static const struct virtio_device_ops fs_ops = {
     .queue_notify = fs_queue_notify,
     .config_read = fs_config_read,
     .activate = fs_activate,
     .reset = fs_reset,
     .destroy = fs_destroy,
+    .save = fs_save,
+    .restore = virtio_restore_queues_only,
 };
 
 struct virtio_device *virtio_fs_new(const char *tag, struct fuse_server *server)

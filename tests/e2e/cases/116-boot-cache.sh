@@ -4,7 +4,8 @@
 # like a booted one, with the host's time and its own randomness (fresh entropy, reseeded);
 # the snapshot holds no secret of the run that made it; a damaged snapshot is replaced; a new
 # configuration gets an entry of its own; temporary files never stay behind; a restore marks
-# its entry used and a save prunes the cache to its most recently used entries.
+# its entry used and a save prunes the cache to its most recently used entries; a share's
+# directory is the restored VM's own.
 . "${0%/*}/../lib.sh"
 
 cache=$WORK/boot-cache
@@ -124,6 +125,38 @@ exec_run after-prune --boot-cache "$cache" --boot-timer -- echo after-prune-ok
 if expect_status after-prune 0; then
     expect_has after-prune err '(restored from the boot cache)'
 fi
+
+# Shares: the guest mounts them after the snapshot point, so one entry serves the same share
+# options on another directory, and the restored guest sees and writes that directory only.
+mkdir -p "$WORK/share-a" "$WORK/share-b"
+echo from-a > "$WORK/share-a/which"
+echo from-b > "$WORK/share-b/which"
+exec_run share-a --boot-cache "$cache" --boot-timer --share "$WORK/share-a:/job" -- \
+    sh -c 'cat /job/which; echo written-a > /job/out'
+if expect_status share-a 0; then
+    expect_has share-a out from-a
+    expect_has share-a err '(booted; saved to the boot cache)'
+fi
+exec_run share-b --boot-cache "$cache" --boot-timer --share "$WORK/share-b:/job" -- \
+    sh -c 'cat /job/which; echo written-b > /job/out'
+if expect_status share-b 0; then
+    expect_has share-b err '(restored from the boot cache)'
+    expect_has share-b out from-b
+    has "$WORK/share-b.out" from-a && { fail "share-b: the restored guest saw the first run's directory"; show "$WORK/share-b.out"; }
+fi
+[ "$(cat "$WORK/share-b/out" 2> /dev/null)" = written-b ] || fail "share-b: the guest's write is not in its directory"
+[ "$(cat "$WORK/share-a/out" 2> /dev/null)" = written-a ] || fail "share-b: the first run's directory changed"
+# Read-only is the restored VM's own configuration too: the second run restores and is refused.
+for n in 1 2; do
+    exec_run share-ro$n --boot-cache "$cache" --boot-timer --share "$WORK/share-b:/job:ro" -- \
+        sh -c 'cat /job/which; if echo x > /job/ro-test; then echo wrote; else echo refused; fi'
+    if expect_status share-ro$n 0; then
+        expect_has share-ro$n out from-b
+        expect_has share-ro$n out refused
+    fi
+done
+expect_has share-ro2 err '(restored from the boot cache)'
+[ -e "$WORK/share-b/ro-test" ] && fail "share-ro: a file was written through the read-only share"
 
 [ "$(leftovers)" -eq 0 ] || fail "temporary files left in the cache"
 [ -z "$(cove_processes)" ] || fail "cove processes left: $(cove_processes)"
