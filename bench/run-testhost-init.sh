@@ -18,6 +18,8 @@
 #             the measured runs restore it), which runs `true` through cove-agent over vsock,
 #             stops the VM and exits with 0
 #   cove-cold the same with --no-boot-cache: every run boots the kernel
+#   cove-share cove with --share DIR:/job, DIR new in every iteration: the boot cache serves
+#             a share on any directory, so the measured runs restore too
 #   qemu-rtc  qemu-system-x86_64 -M microvm,rtc=on ... -append "... -- true": cove-agent as
 #             /init runs `true` on the console and powers the guest off, and QEMU exits
 #   qemu      the same on plain -M microvm (no CMOS RTC: see docs/benchmarks.md, "The RTC")
@@ -54,6 +56,10 @@ run_one() {
         cove-cold) line=$(measure "$out" /bench/bin/cove run --kernel "$K" --initrd "$I" \
                          --cpus "$CPUS" --memory "$MEMORY" --no-boot-cache \
                          -- true 2> "$W/$2.maps") ;;
+        cove-share) mkdir -p "$W/share.$1"
+                    line=$(measure "$out" /bench/bin/cove run --kernel "$K" --initrd "$I" \
+                         --cpus "$CPUS" --memory "$MEMORY" --boot-cache "$W/boot-cache" \
+                         --share "$W/share.$1:/job" -- true 2> "$W/$2.maps") ;;
         *) line=$(vmm "$2" "$QEMU_CMDLINE" none 0 measure "$out" 2> "$W/$2.maps") ;;
     esac
     if [ "$(field status "$line")" != 0 ]; then

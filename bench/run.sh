@@ -15,6 +15,8 @@
 #             cache (the default) in a directory of the session: the warm-up iteration boots
 #             and saves, the measured ones restore the booted guest
 #   cove-cold the same with --no-boot-cache: each run boots the kernel
+#   cove-share the cove run with --share DIR:/job, DIR a new directory in every iteration:
+#             the boot cache serves shares on any directory (not in the default list)
 #   qemu-rtc  qemu-system-x86_64 -M microvm,rtc=on -accel kvm ... -append "... -- true": the
 #             guest's init runs `true` and powers off; boot + run + poweroff
 #   qemu      the same on plain -M microvm
@@ -64,7 +66,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 for v in $vmms; do
-    case $v in cove|cove-cold|qemu|qemu-rtc) ;; *) echo "run.sh: unknown VMM '$v' in --vmms" >&2; exit 2 ;; esac
+    case $v in cove|cove-cold|cove-share|qemu|qemu-rtc) ;; *) echo "run.sh: unknown VMM '$v' in --vmms" >&2; exit 2 ;; esac
 done
 case " $vmms " in *" cove "*) ;; *) echo "run.sh: --vmms needs cove" >&2; exit 2 ;; esac
 case " $vmms " in *" qemu"*) ;; *) echo "run.sh: --vmms needs qemu or qemu-rtc" >&2; exit 2 ;; esac
