@@ -177,12 +177,13 @@ static int send_reply(const struct serve *s, const struct vhost_user_msg *reply)
     return 0;
 }
 
-/* What went wrong with the connection, as the line the caller shows. */
-static int connection_failed(struct serve *s, int err, const char *doing)
+/* What went wrong with the connection, as the line the caller shows; stalled: what the
+ * front-end did not do, for -ETIMEDOUT. */
+static int connection_failed(struct serve *s, int err, const char *doing, const char *stalled)
 {
     if (err == -ETIMEDOUT)
-        return fail(s->error, -EPROTO, "vhost-user: %s: the front-end stopped for %d s in the "
-                    "middle of a message", doing, FRONT_END_STALL_MS / 1000);
+        return fail(s->error, -EPROTO, "vhost-user: %s: the front-end %s for %d s", doing,
+                    stalled, FRONT_END_STALL_MS / 1000);
     return fail(s->error, err == -EMSGSIZE ? -EPROTO : err, "vhost-user: %s: %s", doing,
                 strerror(-err));
 }
@@ -201,7 +202,8 @@ static void on_message(void *opaque, uint32_t events)
         return;
     }
     if (r < 0) {
-        end(s, connection_failed(s, r, "reading the front-end's message"));
+        end(s, connection_failed(s, r, "reading the front-end's message",
+                                 "sent part of a message, then nothing"));
         return;
     }
     r = vhost_user_fs_message(s->vu, &msg, fds, nfds, &reply, s->error->message,
@@ -213,7 +215,7 @@ static void on_message(void *opaque, uint32_t events)
     else if (r == -EPROTO)
         end(s, r); /* vhost_user_fs_message wrote the line */
     else if (r < 0)
-        end(s, connection_failed(s, r, "answering the front-end"));
+        end(s, connection_failed(s, r, "answering the front-end", "did not read its reply"));
 }
 
 static void on_accept(void *opaque, uint32_t events)
