@@ -178,17 +178,26 @@ static struct timespec deadline_after_ms(long ms)
     return t;
 }
 
-/* Waits, with the lock held, until the writer ends or takes nothing for a whole linger.
- * Returns whether it ended. */
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Waits, with the lock held, until the writer ends, takes nothing for a whole linger, or the
+ * closing time is up (a reader that takes a byte a second would hold it for hours). Returns
+ * whether it ended. */
 static bool wait_for_writer(struct console_output *out)
 {
+    const struct timespec close_by = deadline_after_ms(CONSOLE_OUTPUT_CLOSE_MS);
     while (!out->writer_ended) {
         uint64_t seen = out->written;
         struct timespec deadline = deadline_after_ms(CONSOLE_OUTPUT_LINGER_MS);
+        if (before(&close_by, &deadline))
+            deadline = close_by;
         int r = 0;
         while (!out->writer_ended && out->written == seen && r != ETIMEDOUT)
             r = pthread_cond_timedwait(&out->changed, &out->lock, &deadline);
-        if (!out->writer_ended && out->written == seen)
+        if (!out->writer_ended && (out->written == seen || r == ETIMEDOUT))
             return false;
     }
     return true;

@@ -18,8 +18,10 @@
 #include "io_loop.h"
 
 #define CONSOLE_OUTPUT_BUFFER 16384
-/* How long closing waits for a reader that takes nothing before giving up on what is left. */
+/* How long closing waits for a reader that takes nothing before giving up on what is left,
+ * and how long it waits at most, however slowly the reader goes on taking bytes. */
 #define CONSOLE_OUTPUT_LINGER_MS 1000
+#define CONSOLE_OUTPUT_CLOSE_MS 10000
 
 struct console_output;
 
@@ -40,8 +42,8 @@ size_t console_output_write(struct console_output *out, const void *buf, size_t 
 
 /*
  * Writes out what is buffered, waiting as long as the reader keeps taking bytes, but no more
- * than CONSOLE_OUTPUT_LINGER_MS at a time when it takes none; then what is left is dropped and
- * the thread is stopped. NULL is ignored.
+ * than CONSOLE_OUTPUT_LINGER_MS at a time when it takes none and CONSOLE_OUTPUT_CLOSE_MS in
+ * all; then what is left is dropped and the thread is stopped. NULL is ignored.
  */
 void console_output_free(struct console_output *out);
 
