@@ -121,3 +121,35 @@ uint32_t fake_used_len(const struct fake_ring *r, uint16_t slot)
 {
     return fake_get32(r->mem, r->used + 8 + 8ULL * (slot % r->size));
 }
+
+static void *refill_thread(void *arg)
+{
+    struct fake_refiller *f = arg;
+    struct fake_ring *r = f->ring;
+    uint16_t *avail_idx = (uint16_t *)fake_ptr(r->mem, r->avail + 2, 2);
+    uint16_t *slots = (uint16_t *)fake_ptr(r->mem, r->avail + 4, 2ULL * r->size);
+    const uint16_t *used_idx = (const uint16_t *)fake_ptr(r->mem, r->used + 2, 2);
+    uint16_t next = r->avail_idx;
+    while (!atomic_load(&f->stop)) {
+        if ((uint16_t)(next - __atomic_load_n(used_idx, __ATOMIC_ACQUIRE)) >= r->size)
+            continue; /* every entry is out: wait for the device */
+        __atomic_store_n(&slots[next % r->size], f->head, __ATOMIC_RELAXED);
+        __atomic_store_n(avail_idx, ++next, __ATOMIC_RELEASE);
+    }
+    r->avail_idx = next;
+    return NULL;
+}
+
+void fake_refiller_start(struct fake_refiller *f, struct fake_ring *r, uint16_t head)
+{
+    f->ring = r;
+    f->head = head;
+    atomic_store(&f->stop, false);
+    assert_int_equal(pthread_create(&f->thread, NULL, refill_thread, f), 0);
+}
+
+void fake_refiller_stop(struct fake_refiller *f)
+{
+    atomic_store(&f->stop, true);
+    pthread_join(f->thread, NULL);
+}

@@ -6,6 +6,8 @@
 #ifndef COVE_TEST_FAKE_DRIVER_H
 #define COVE_TEST_FAKE_DRIVER_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -55,6 +57,20 @@ void fake_add_head(struct fake_ring *r, uint16_t head);
 /* Chains bufs into consecutive descriptors, makes the chain available; returns its head. */
 uint16_t fake_post(struct fake_ring *r, const struct fake_buf *bufs, unsigned n);
 uint16_t fake_used_idx(const struct fake_ring *r);
+
+/*
+ * A hostile driver on another vCPU: a thread that makes the chain at head available again
+ * each time the device uses an entry, so the ring is never empty for long. For the drain
+ * budget (VIRTQ_DRAIN_BUDGET): kick until the device asks to be requeued.
+ */
+struct fake_refiller {
+    struct fake_ring *ring;
+    uint16_t head;
+    atomic_bool stop;
+    pthread_t thread;
+};
+void fake_refiller_start(struct fake_refiller *f, struct fake_ring *r, uint16_t head);
+void fake_refiller_stop(struct fake_refiller *f);
 uint32_t fake_used_id(const struct fake_ring *r, uint16_t slot);
 uint32_t fake_used_len(const struct fake_ring *r, uint16_t slot);
 

@@ -319,6 +319,30 @@ static void test_malformed_needs_reset(void **state)
     assert_int_equal(err, 0);
 }
 
+/* A driver that keeps the request queue full cannot hold the I/O thread: a kick returns after
+ * the drain budget and asks the transport to come back. The chain, a GETATTR of the root, is
+ * answered every time. */
+static void test_refilling_driver_requeued(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    send_init(b);
+    struct fuse_getattr_in in = {0};
+    struct fake_buf bufs[2] = {request(b, FUSE_GETATTR, FUSE_ROOT_ID, &in, sizeof(in)),
+                               reply_buf(b, 16 + sizeof(struct fuse_attr_out))};
+    uint16_t head = fake_post(&b->rings[REQUEST], bufs, 2);
+    struct fake_refiller f;
+    fake_refiller_start(&f, &b->rings[REQUEST], head);
+    alarm(10);
+    while (b->t.requeues[REQUEST] == 0 && !b->t.needs_reset)
+        kick(b, REQUEST);
+    alarm(0);
+    fake_refiller_stop(&f);
+    assert_int_equal(b->t.requeues[REQUEST], 1);
+    assert_int_equal(b->t.needs_reset, 0);
+    assert_int_equal(out_header(b, &bufs[1]).error, 0);
+}
+
 /* A boot snapshot may carry the device until the guest mounts the share: save succeeds with
  * the device set up and no session, is refused once INIT opened one, and succeeds again after
  * a reset ended it. restore takes what save wrote (nothing beyond the queues). */
@@ -357,6 +381,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_waits_for_activate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_malformed_needs_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_only_before_mount, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refilling_driver_requeued, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,9 +13,6 @@
 #include <cmocka.h>
 
 #include <endian.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
@@ -224,45 +221,24 @@ static void test_serves_all_pending(void **state)
  * never empty: one notification still returns, after VIRTQ_DRAIN_BUDGET chains, and asks the
  * transport to come back to the queue (the I/O thread serves the other devices meanwhile).
  */
-struct refiller {
-    struct bench *b;
-    atomic_bool stop;
-};
-
-static void *refill_thread(void *arg)
-{
-    struct refiller *f = arg;
-    struct bench *b = f->b;
-    uint16_t *avail_idx = (uint16_t *)gpa_ptr(b, AVAIL_GPA + 2, 2);
-    uint16_t *used = (uint16_t *)gpa_ptr(b, USED_GPA + 2, 2);
-    uint16_t *ring = (uint16_t *)gpa_ptr(b, AVAIL_GPA + 4, 2 * QSIZE);
-    uint16_t next = __atomic_load_n(avail_idx, __ATOMIC_RELAXED);
-    while (!atomic_load(&f->stop)) {
-        if ((uint16_t)(next - __atomic_load_n(used, __ATOMIC_ACQUIRE)) >= QSIZE)
-            continue; /* the ring is full: wait for the device */
-        __atomic_store_n(&ring[next % QSIZE], 0, __ATOMIC_RELAXED); /* descriptor 0 again */
-        __atomic_store_n(avail_idx, ++next, __ATOMIC_RELEASE);
-    }
-    return NULL;
-}
-
 static void test_refilling_driver_cannot_hold_device(void **state)
 {
     struct bench *b = *state;
     activate(b);
     struct buf buf = {alloc_buf(b, 16), 16, true};
-    post(b, &buf, 1);
-    struct refiller f = {.b = b};
-    pthread_t thread;
-    assert_int_equal(pthread_create(&thread, NULL, refill_thread, &f), 0);
+    uint16_t head = post(b, &buf, 1);
+    /* This test's rings, as the shared refiller sees a ring. */
+    struct fake_ring ring = {.mem = &b->mem, .size = QSIZE, .desc = DESC_GPA,
+                             .avail = AVAIL_GPA, .used = USED_GPA, .avail_idx = b->avail_idx};
+    struct fake_refiller f;
+    fake_refiller_start(&f, &ring, head);
     /* An unbounded drain never returns: fail instead of hanging. A drain may also find the
      * ring empty for a moment, should the refiller be descheduled: then kick again. */
     alarm(10);
     while (b->t.requeues[0] == 0 && !b->t.needs_reset)
         kick(b);
     alarm(0);
-    atomic_store(&f.stop, true);
-    pthread_join(thread, NULL);
+    fake_refiller_stop(&f);
     assert_int_equal(b->t.requeues[0], 1);
     assert_int_equal(b->t.needs_reset, 0);
 }
