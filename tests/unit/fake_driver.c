@@ -7,6 +7,7 @@
 
 #include <endian.h>
 #include <string.h>
+#include <unistd.h>
 
 static void t_signal_used(void *t, unsigned index)
 {
@@ -152,4 +153,13 @@ void fake_refiller_stop(struct fake_refiller *f)
 {
     atomic_store(&f->stop, true);
     pthread_join(f->thread, NULL);
+}
+
+void fake_kick_until_requeued(struct virtio_device *dev, const struct fake_transport *t,
+                              unsigned q)
+{
+    alarm(10);
+    while (t->requeues[q] == 0 && !t->needs_reset)
+        dev->ops->queue_notify(dev, q);
+    alarm(0);
 }

@@ -71,6 +71,11 @@ struct fake_refiller {
 };
 void fake_refiller_start(struct fake_refiller *f, struct fake_ring *r, uint16_t head);
 void fake_refiller_stop(struct fake_refiller *f);
+/* Notifies dev's queue q until the device asks to be requeued (t counts it) or breaks. An
+ * unbounded drain never returns: alarm() fails the test instead of hanging. A drain may also
+ * find the ring empty for a moment, should the refiller be descheduled: then it kicks again. */
+void fake_kick_until_requeued(struct virtio_device *dev, const struct fake_transport *t,
+                              unsigned q);
 uint32_t fake_used_id(const struct fake_ring *r, uint16_t slot);
 uint32_t fake_used_len(const struct fake_ring *r, uint16_t slot);
 

@@ -333,10 +333,7 @@ static void test_refilling_driver_requeued(void **state)
     uint16_t head = fake_post(&b->rings[REQUEST], bufs, 2);
     struct fake_refiller f;
     fake_refiller_start(&f, &b->rings[REQUEST], head);
-    alarm(10);
-    while (b->t.requeues[REQUEST] == 0 && !b->t.needs_reset)
-        kick(b, REQUEST);
-    alarm(0);
+    fake_kick_until_requeued(b->dev, &b->t, REQUEST);
     fake_refiller_stop(&f);
     assert_int_equal(b->t.requeues[REQUEST], 1);
     assert_int_equal(b->t.needs_reset, 0);

@@ -15,7 +15,6 @@
 #include <cmocka.h>
 
 #include <stdlib.h>
-#include <unistd.h>
 #include <string.h>
 
 #include "arch/x86_64/layout.h"
@@ -292,10 +291,7 @@ static void test_tx_refilling_driver_requeued(void **state)
     uint16_t head = post_tx(b, 0, 0, 60);
     struct fake_refiller f;
     fake_refiller_start(&f, &b->ring[TXQ], head);
-    alarm(10);
-    while (b->t.requeues[TXQ] == 0 && !b->t.needs_reset)
-        kick(b, TXQ);
-    alarm(0);
+    fake_kick_until_requeued(b->dev, &b->t, TXQ);
     fake_refiller_stop(&f);
     assert_int_equal(b->t.requeues[TXQ], 1);
     assert_int_equal(b->t.needs_reset, 0);
