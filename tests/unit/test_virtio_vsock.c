@@ -1219,6 +1219,38 @@ static void test_snapshot_only_without_connections(void **state)
     close(fd);
 }
 
+/* A driver that keeps the transmit ring full cannot hold the I/O thread: a kick returns after
+ * the drain budget and asks to be requeued. The packet, from another CID, is dropped unanswered
+ * each time; the live connection is unharmed. */
+static void test_refilling_driver_requeued(void **state)
+{
+    struct bench *b = *state;
+    uint32_t host_port;
+    int fd = connect_pair(b, 5000, 1 << 20, &host_port);
+    freeze(b);
+    uint64_t gpa = alloc_buf(b, HDR);
+    struct hdr h = guest_hdr(RW, 5000, host_port);
+    h.src_cid = CID + 1;
+    memcpy(fake_ptr(&b->mem, gpa, HDR), &h, HDR);
+    struct fake_buf buf = {gpa, HDR, false};
+    uint16_t head = fake_post(&b->ring[TXQ], &buf, 1);
+    struct fake_refiller f;
+    fake_refiller_start(&f, &b->ring[TXQ], head);
+    fake_kick_until_requeued(b->dev, &b->t, TXQ);
+    fake_refiller_stop(&f);
+    /* The requeued turn: what the refiller left (less than a ring) goes, and the ring is
+     * empty again for the data below. */
+    b->dev->ops->queue_notify(b->dev, TXQ);
+    assert_int_equal(b->t.requeues[TXQ], 1);
+    assert_int_equal(b->t.needs_reset, 0);
+    thaw(b);
+    send_data(b, 5000, host_port, "ok", 2);
+    uint8_t got[2];
+    host_read_exact(fd, got, 2);
+    assert_memory_equal(got, "ok", 2);
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1232,6 +1264,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_host_to_guest_within_credit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_host_to_guest_waits_for_buffers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_to_host_bulk, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refilling_driver_requeued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_guest_beyond_credit_resets, setup, teardown),
         cmocka_unit_test_setup_teardown(test_credit_request_answered, setup, teardown),
         cmocka_unit_test_setup_teardown(test_round_robin, setup, teardown),
