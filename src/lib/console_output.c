@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "kick.h"
 
 /*
@@ -164,20 +165,6 @@ struct console_output *console_output_new(int fd, struct io_loop *wake)
     return out;
 }
 
-/* ms from now on the clock the condition variable waits by. */
-static struct timespec deadline_after_ms(long ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += ms / 1000;
-    t.tv_nsec += (ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 static bool before(const struct timespec *a, const struct timespec *b)
 {
     return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
@@ -188,10 +175,10 @@ static bool before(const struct timespec *a, const struct timespec *b)
  * whether it ended. */
 static bool wait_for_writer(struct console_output *out)
 {
-    const struct timespec close_by = deadline_after_ms(CONSOLE_OUTPUT_CLOSE_MS);
+    const struct timespec close_by = deadline_after_ms(CLOCK_MONOTONIC, CONSOLE_OUTPUT_CLOSE_MS);
     while (!out->writer_ended) {
         uint64_t seen = out->written;
-        struct timespec deadline = deadline_after_ms(CONSOLE_OUTPUT_LINGER_MS);
+        struct timespec deadline = deadline_after_ms(CLOCK_MONOTONIC, CONSOLE_OUTPUT_LINGER_MS);
         if (before(&close_by, &deadline))
             deadline = close_by;
         int r = 0;
@@ -210,7 +197,7 @@ static void stop_writer(struct console_output *out)
     atomic_store(&out->abandoned, true);
     while (!out->writer_ended) {
         pthread_kill(out->thread, KICK_SIGNAL);
-        struct timespec soon = deadline_after_ms(10);
+        struct timespec soon = deadline_after_ms(CLOCK_MONOTONIC, 10);
         pthread_cond_timedwait(&out->changed, &out->lock, &soon);
     }
 }

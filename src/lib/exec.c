@@ -6,6 +6,7 @@
 #include "exec.h"
 
 #include "agent_proto.h"
+#include "deadline.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -69,17 +70,8 @@ struct deadline {
 
 static struct deadline deadline_in(int timeout_ms)
 {
-    struct deadline d = {.unlimited = timeout_ms < 0};
-    clock_gettime(CLOCK_MONOTONIC, &d.at);
-    if (timeout_ms > 0) {
-        d.at.tv_sec += timeout_ms / 1000;
-        d.at.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (d.at.tv_nsec >= 1000000000L) {
-            d.at.tv_sec++;
-            d.at.tv_nsec -= 1000000000L;
-        }
-    }
-    return d;
+    return (struct deadline){.unlimited = timeout_ms < 0,
+                             .at = deadline_after_ms(CLOCK_MONOTONIC, timeout_ms)};
 }
 
 static int deadline_ms(const struct deadline *d)

@@ -38,6 +38,7 @@
 #include "guest_mem.h"
 #include "hv/kvm.h"
 #include "hv/kvm_msi.h"
+#include "deadline.h"
 #include "io_loop.h"
 #include "kick.h"
 #include "snapshot/file.h"
@@ -990,17 +991,7 @@ int cove_vm_state_fd(const cove_vm *vm)
 /* timeout_ms from now on the clock pthread_cond_timedwait uses (for timeout_ms > 0). */
 static struct timespec deadline_in_ms(int timeout_ms)
 {
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    if (timeout_ms > 0) {
-        deadline.tv_sec += timeout_ms / 1000;
-        deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-            deadline.tv_sec++;
-            deadline.tv_nsec -= 1000000000L;
-        }
-    }
-    return deadline;
+    return deadline_after_ms(CLOCK_REALTIME, timeout_ms);
 }
 
 /* With vm->lock held: waits for `changed`; false once the deadline passed (or timeout_ms 0). */

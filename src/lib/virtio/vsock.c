@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "deadline.h"
+
 #define VSOCK_RXQ 0
 #define VSOCK_TXQ 1
 #define VSOCK_EVENTQ 2
@@ -1367,23 +1369,10 @@ struct virtio_device *virtio_vsock_new(uint64_t guest_cid, const char *uds_path,
 
 /* ---- From other threads. ---- */
 
-static struct timespec deadline_after(int timeout_ms)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += timeout_ms / 1000;
-    t.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
 /* Waits for req's result (lock held). On timeout the I/O thread is told to forget it. */
 static int wait_request_locked(struct virtio_vsock *v, struct vsock_request *req, int timeout_ms)
 {
-    struct timespec deadline = deadline_after(timeout_ms < 0 ? 0 : timeout_ms);
+    struct timespec deadline = deadline_after_ms(CLOCK_MONOTONIC, timeout_ms);
     while (!req->done) {
         if (timeout_ms < 0) {
             pthread_cond_wait(&v->done_cond, &v->lock);
