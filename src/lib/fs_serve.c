@@ -76,23 +76,24 @@ static int wait_for_conn(const struct serve *s, short events)
     }
 }
 
-/* The rest of a message that has begun: exactly len bytes. 0, -EPROTO at the end of the
- * stream, or wait_for_conn's errors. */
+/* The rest of a message that has begun: exactly len bytes, waiting (wait_for_conn) only when
+ * none are there yet. 0, -EPROTO at the end of the stream, or wait_for_conn's errors. */
 static int read_rest(const struct serve *s, uint8_t *buf, size_t len)
 {
     size_t done = 0;
     while (done < len) {
-        int r = wait_for_conn(s, POLLIN);
+        ssize_t n = recv(s->conn_fd, buf + done, len - done, MSG_DONTWAIT);
+        int r = 0;
+        if (n < 0 && errno == EAGAIN)
+            r = wait_for_conn(s, POLLIN);
+        else if (n < 0 && errno != EINTR)
+            return -errno;
+        else if (n == 0)
+            return -EPROTO;
+        else if (n > 0)
+            done += (size_t)n;
         if (r < 0)
             return r;
-        ssize_t n = recv(s->conn_fd, buf + done, len - done, MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -EPROTO;
-        done += (size_t)n;
     }
     return 0;
 }
@@ -164,15 +165,16 @@ static int send_reply(const struct serve *s, const struct vhost_user_msg *reply)
     memcpy(buf + VHOST_USER_HEADER_SIZE, reply->payload, reply->size);
     size_t len = VHOST_USER_HEADER_SIZE + reply->size, done = 0;
     while (done < len) {
-        int r = wait_for_conn(s, POLLOUT);
+        ssize_t n = send(s->conn_fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        int r = 0;
+        if (n < 0 && errno == EAGAIN)
+            r = wait_for_conn(s, POLLOUT);
+        else if (n < 0 && errno != EINTR)
+            return -errno;
+        else if (n > 0)
+            done += (size_t)n;
         if (r < 0)
             return r;
-        ssize_t n = send(s->conn_fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN))
-            continue;
-        if (n < 0)
-            return -errno;
-        done += (size_t)n;
     }
     return 0;
 }

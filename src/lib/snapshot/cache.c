@@ -11,9 +11,13 @@
 #include <unistd.h>
 
 #define KEY_DIGITS 16
+#define ENTRY_SUFFIX ".snap"
+#define ENTRY_LEN (KEY_DIGITS + sizeof(ENTRY_SUFFIX) - 1)
+/* mkostemp's: a dot and six characters after the entry's name (snapshot/file.c). */
+#define TEMP_LEN (ENTRY_LEN + 7)
 
 struct entry {
-    char name[KEY_DIGITS + sizeof(".snap")];
+    char name[ENTRY_LEN + 1];
     struct timespec used;
 };
 
@@ -31,17 +35,17 @@ static bool is_hex(const char *s, size_t n)
     return true;
 }
 
-/* "<16 hex>.snap", and with a suffix of six characters: a save's temporary file. */
+/* "<16 hex>.snap", or that with ".XXXXXX" after it: a save's temporary file. */
 static bool is_entry(const char *name)
 {
-    return strlen(name) == KEY_DIGITS + 5 && is_hex(name, KEY_DIGITS) &&
-           strcmp(name + KEY_DIGITS, ".snap") == 0;
+    return strlen(name) == ENTRY_LEN && is_hex(name, KEY_DIGITS) &&
+           strcmp(name + KEY_DIGITS, ENTRY_SUFFIX) == 0;
 }
 
 static bool is_temp(const char *name)
 {
-    return strlen(name) == KEY_DIGITS + 5 + 7 && is_hex(name, KEY_DIGITS) &&
-           strncmp(name + KEY_DIGITS, ".snap.", 6) == 0;
+    return strlen(name) == TEMP_LEN && is_hex(name, KEY_DIGITS) &&
+           strncmp(name + KEY_DIGITS, ENTRY_SUFFIX ".", sizeof(ENTRY_SUFFIX)) == 0;
 }
 
 /* Newest first. */

@@ -34,7 +34,12 @@ struct virtio_fs {
     bool broken; /* the driver broke the ring protocol; idle until reset */
     uint8_t config[FS_CONFIG_SIZE];
     struct virtq_elem elem; /* ~4 KiB: kept here rather than on the I/O thread's stack */
-    struct virtq *serving;  /* the queue being drained, for serve_one */
+};
+
+/* What serve_one needs: the device, and the queue being drained. */
+struct fs_drain {
+    struct virtio_fs *fs;
+    struct virtq *q;
 };
 
 static struct virtio_fs *to_fs(struct virtio_device *dev) { return (struct virtio_fs *)dev; }
@@ -47,10 +52,10 @@ static bool queue_usable(const struct virtio_fs *fs, unsigned index)
 /* One FUSE request; the reply's length is at most in_bytes, which fits the ring's u32. */
 static bool serve_one(void *ctx, struct virtq_elem *e)
 {
-    struct virtio_fs *fs = ctx;
-    size_t n = fuse_server_handle(fs->server, e->iov, e->out_count, e->iov + e->out_count,
+    struct fs_drain *d = ctx;
+    size_t n = fuse_server_handle(d->fs->server, e->iov, e->out_count, e->iov + e->out_count,
                                   e->in_count);
-    virtq_push(fs->serving, e->head, (uint32_t)n);
+    virtq_push(d->q, e->head, (uint32_t)n);
     return true;
 }
 
@@ -58,9 +63,9 @@ static bool serve_one(void *ctx, struct virtq_elem *e)
  * budget per call). */
 static void drain(struct virtio_fs *fs, unsigned index)
 {
+    struct fs_drain d = {fs, &fs->dev.queues[index]};
     unsigned served;
-    fs->serving = &fs->dev.queues[index];
-    int r = virtq_drain(fs->serving, &fs->elem, serve_one, fs, &served);
+    int r = virtq_drain(d.q, &fs->elem, serve_one, &d, &served);
     if (served)
         virtio_signal_used(&fs->dev, index);
     if (r == 0)
