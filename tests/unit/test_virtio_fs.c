@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "arch/x86_64/layout.h"
@@ -26,7 +27,7 @@
 #include "guest_mem.h"
 #include "virtio/fs.h"
 
-#define MEM_SIZE (1 * X86_MiB)
+#define MEM_SIZE (4 * X86_MiB)
 #define QSIZE 16
 #define HIPRIO 0
 #define REQUEST 1
@@ -319,6 +320,131 @@ static void test_malformed_needs_reset(void **state)
     assert_int_equal(err, 0);
 }
 
+/* ---- A full-size request, as Linux builds it. ---- */
+
+#define PAGE 4096u
+#define MIB_PAGES 256u /* FUSE_SERVER_MAX_PAGES */
+#define BIG_QSIZE 512
+
+/* The header and the op struct in buffers of their own, as virtio_fs sends them. */
+static void split_request(struct bench *b, struct fake_buf *out, uint32_t opcode, uint64_t node,
+                          const void *args, uint32_t len, uint32_t data_len)
+{
+    struct fuse_in_header h = {.len = (uint32_t)sizeof(h) + len + data_len, .opcode = opcode,
+                               .unique = ++b->unique, .nodeid = node};
+    out[0] = (struct fake_buf){alloc_buf(b, sizeof(h)), sizeof(h), false};
+    memcpy(fake_ptr(&b->mem, out[0].gpa, sizeof(h)), &h, sizeof(h));
+    out[1] = (struct fake_buf){alloc_buf(b, len), len, false};
+    memcpy(fake_ptr(&b->mem, out[1].gpa, len), args, len);
+}
+
+/* One page buffer per data page, each apart from the next (alloc_buf leaves a canary). */
+static void page_bufs(struct bench *b, struct fake_buf *out, bool write)
+{
+    for (unsigned i = 0; i < MIB_PAGES; i++)
+        out[i] = (struct fake_buf){alloc_buf(b, PAGE), PAGE, write};
+}
+
+static uint8_t pattern(size_t i) { return (uint8_t)(i * 7 + i / PAGE); }
+
+static uint64_t open_file(struct bench *b, uint64_t node, uint32_t flags)
+{
+    struct fuse_open_in oi = {.flags = flags};
+    struct fake_buf bufs[2] = {request(b, FUSE_OPEN, node, &oi, sizeof(oi)),
+                               reply_buf(b, 16 + sizeof(struct fuse_open_out))};
+    fake_post(&b->rings[REQUEST], bufs, 2);
+    kick(b, REQUEST);
+    assert_int_equal(out_header(b, &bufs[1]).error, 0);
+    struct fuse_open_out oo;
+    memcpy(&oo, fake_ptr(&b->mem, bufs[1].gpa + 16, sizeof(oo)), sizeof(oo));
+    return oo.fh;
+}
+
+/* WRITE of 1 MiB: in header, write_in, 256 pages, out header, write_out: 260 buffers. */
+static void write_mib(struct bench *b, uint64_t node, uint64_t fh)
+{
+    struct fake_buf bufs[MIB_PAGES + 4];
+    struct fuse_write_in wi = {.fh = fh, .offset = 0, .size = MIB_PAGES * PAGE};
+    split_request(b, bufs, FUSE_WRITE, node, &wi, sizeof(wi), MIB_PAGES * PAGE);
+    page_bufs(b, bufs + 2, false);
+    for (unsigned i = 0; i < MIB_PAGES; i++) {
+        uint8_t *p = fake_ptr(&b->mem, bufs[2 + i].gpa, PAGE);
+        for (unsigned j = 0; j < PAGE; j++)
+            p[j] = pattern((size_t)i * PAGE + j);
+    }
+    bufs[MIB_PAGES + 2] = reply_buf(b, 16);
+    bufs[MIB_PAGES + 3] = reply_buf(b, sizeof(struct fuse_write_out));
+    fake_post(&b->rings[REQUEST], bufs, MIB_PAGES + 4);
+    kick(b, REQUEST);
+    assert_int_equal(b->t.needs_reset, 0);
+    struct fake_ring *r = &b->rings[REQUEST];
+    assert_int_equal(fake_used_len(r, (uint16_t)(fake_used_idx(r) - 1)),
+                     16 + sizeof(struct fuse_write_out));
+    assert_int_equal(out_header(b, &bufs[MIB_PAGES + 2]).error, 0);
+    struct fuse_write_out wo;
+    memcpy(&wo, fake_ptr(&b->mem, bufs[MIB_PAGES + 3].gpa, sizeof(wo)), sizeof(wo));
+    assert_int_equal(wo.size, MIB_PAGES * PAGE);
+}
+
+/* READ of 1 MiB: in header, read_in, out header, 256 pages: 259 buffers. */
+static void read_mib(struct bench *b, uint64_t node, uint64_t fh)
+{
+    struct fake_buf bufs[MIB_PAGES + 3];
+    struct fuse_read_in ri = {.fh = fh, .offset = 0, .size = MIB_PAGES * PAGE};
+    split_request(b, bufs, FUSE_READ, node, &ri, sizeof(ri), 0);
+    bufs[2] = reply_buf(b, 16);
+    page_bufs(b, bufs + 3, true);
+    fake_post(&b->rings[REQUEST], bufs, MIB_PAGES + 3);
+    kick(b, REQUEST);
+    assert_int_equal(b->t.needs_reset, 0);
+    struct fake_ring *r = &b->rings[REQUEST];
+    assert_int_equal(fake_used_len(r, (uint16_t)(fake_used_idx(r) - 1)), 16 + MIB_PAGES * PAGE);
+    for (unsigned i = 0; i < MIB_PAGES; i++) {
+        const uint8_t *p = fake_ptr(&b->mem, bufs[3 + i].gpa, PAGE);
+        for (unsigned j = 0; j < PAGE; j++)
+            if (p[j] != pattern((size_t)i * PAGE + j))
+                fail_msg("page %u byte %u", i, j);
+        assert_true(canary_intact(b, &bufs[3 + i]));
+    }
+}
+
+/* The queue is long enough for Linux to send 1 MiB per request (it caps max_pages at the
+ * queue's size - 4), INIT offers those 256 pages, and a 1 MiB WRITE and READ, each one chain
+ * of 260 and 259 buffers, are served whole: the file holds what was written, the read brings
+ * it back. */
+static void test_one_mib_per_request(void **state)
+{
+    struct bench *b = *state;
+    assert_true(b->dev->queue_max_size >= MIB_PAGES + 4);
+    fake_ring_init(&b->rings[REQUEST], &b->mem, BIG_QSIZE, RING_GPA(REQUEST));
+    assert_int_equal(virtq_init(&b->queues[REQUEST], &b->mem, BIG_QSIZE, b->rings[REQUEST].desc,
+                                b->rings[REQUEST].avail, b->rings[REQUEST].used, false, false),
+                     0);
+    activate(b);
+    struct fuse_init_in in = {.major = 7, .minor = FUSE_KERNEL_MINOR_VERSION,
+                              .flags = FUSE_MAX_PAGES};
+    struct fake_buf init[2] = {request(b, FUSE_INIT, 0, &in, sizeof(in)),
+                               reply_buf(b, 16 + sizeof(struct fuse_init_out))};
+    fake_post(&b->rings[REQUEST], init, 2);
+    kick(b, REQUEST);
+    struct fuse_init_out io;
+    memcpy(&io, fake_ptr(&b->mem, init[1].gpa + 16, sizeof(io)), sizeof(io));
+    assert_int_equal(io.max_pages, MIB_PAGES);
+    assert_true(io.max_write >= MIB_PAGES * PAGE);
+
+    int err;
+    uint64_t node = lookup_file(b, &err);
+    assert_int_equal(err, 0);
+    uint64_t fh = open_file(b, node, O_RDWR);
+    write_mib(b, node, fh);
+    char path[128];
+    snprintf(path, sizeof(path), "%s/file", b->dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, MIB_PAGES * PAGE);
+    read_mib(b, node, fh);
+}
+
 /* A driver that keeps the request queue full cannot hold the I/O thread: a kick returns after
  * the drain budget and asks the transport to come back. The chain, a GETATTR of the root, is
  * answered every time. */
@@ -379,6 +505,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_needs_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_snapshot_only_before_mount, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refilling_driver_requeued, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_mib_per_request, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,17 +24,8 @@
 #define FUSE_DENTS_MAX (32 * 1024)
 /* The most iovecs one READ/WRITE slice uses (UIO_MAXIOV); more make the transfer short. */
 #define FUSE_IOV_MAX 1024
-/*
- * Offered in INIT (max_pages): the most data pages one request carries. Linux puts a request
- * in one virtqueue chain of that many page buffers plus 4 (headers and op structs), and every
- * transport here takes chains of at most 256 buffers (VIRTQ_MAX_SEGMENTS). Linux also caps
- * it by the queue (size - 4), which keeps cove's own 256-entry queues in bounds; this cap is
- * for a vhost-user front-end with a longer queue (QEMU's queue-size=1024, as virtiofsd's
- * documentation advises), whose chains virtq_pop would otherwise refuse.
- */
-#define FUSE_MAX_PAGES_PER_REQUEST 252
 /* The most data one WRITE carries (READ is capped the same). */
-#define FUSE_MAX_WRITE (FUSE_MAX_PAGES_PER_REQUEST * 4096)
+#define FUSE_MAX_WRITE (FUSE_SERVER_MAX_PAGES * 4096)
 /* Seconds the guest may cache entries and attributes in FUSE_CACHE_AUTO: short, since the
  * host may change the directory behind its back; FUSE_CACHE_ALWAYS trusts it not to. */
 #define FUSE_CACHE_SECONDS_AUTO 1

@@ -166,7 +166,7 @@ static int do_init(struct fuse_server *s, struct fuse_req *r)
     out->congestion_threshold = 48;
     out->max_write = FUSE_MAX_WRITE;
     out->time_gran = 1;
-    out->max_pages = FUSE_MAX_PAGES_PER_REQUEST;
+    out->max_pages = FUSE_SERVER_MAX_PAGES;
     s->minor = out->minor;
     s->initialized = true;
     return 0;

@@ -25,6 +25,17 @@
 #define FUSE_SERVER_DEFAULT_INODES 65536
 #define FUSE_SERVER_DEFAULT_HANDLES 4096
 
+/*
+ * The most data pages one request carries, offered in INIT (max_pages): FUSE's own cap in
+ * Linux (FUSE_MAX_MAX_PAGES), 1 MiB. Linux puts a request in one virtqueue chain of that many
+ * page buffers plus up to 4 (headers and op structs), and caps max_pages by the queue too
+ * (size - 4). A transport must take chains of FUSE_SERVER_MAX_PAGES + 4 buffers: cove's own
+ * request queue has 512 entries, and a vhost-user front-end's queue of 1024 (QEMU's
+ * queue-size=1024, as virtiofsd's documentation advises) would otherwise let Linux build
+ * chains longer than virtq_pop accepts.
+ */
+#define FUSE_SERVER_MAX_PAGES 256
+
 /* What the guest may cache (cove_share_cache in cove.h says what each means to users). */
 enum fuse_cache {
     FUSE_CACHE_AUTO,   /* entries and attributes 1 s; data cached, dropped at open */

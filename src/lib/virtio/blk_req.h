@@ -60,7 +60,7 @@
 #define VIRTIO_BLK_WZ_UNMAP 1u     /* segment flag */
 
 /* Limits the device advertises (config space) and enforces. */
-#define VIRTIO_BLK_SEG_MAX 254 /* data buffers per request: a 256-entry chain minus header, status */
+#define VIRTIO_BLK_SEG_MAX 254 /* data buffers per request: the 256-entry queue minus header, status */
 #define VIRTIO_BLK_MAX_DATA BLOCK_MAX_TRANSFER     /* bytes per read/write (results are ints) */
 #define VIRTIO_BLK_MAX_DISCARD_SECTORS (1u << 22)  /* 2 GiB */
 #define VIRTIO_BLK_MAX_WRITE_ZEROES_SECTORS (1u << 22)

@@ -19,11 +19,14 @@
 #define FS_HIPRIO_QUEUE 0
 #define FS_REQUEST_QUEUE 1
 #define FS_NUM_QUEUES 2
-/* Linux sizes its requests by the queue: at most size - 4 data pages per request, so a chain
- * never exceeds the size. It must stay within what virtq_pop accepts, or a large READ would
- * look like a malformed ring. */
-#define FS_QUEUE_SIZE 256
-_Static_assert(FS_QUEUE_SIZE <= VIRTQ_MAX_SEGMENTS, "a full-size request must fit one chain");
+/* Linux sizes its requests by the queue (at most size - 4 data pages) and by FUSE's own cap of
+ * 256 pages. 512 lets the second decide: a 1 MiB read or write is one request, where a queue
+ * of 256 (252 pages) cut each into 1008 + 16 KiB. Linux never chains more than 256 pages and
+ * 4 headers, which virtq_pop takes; a longer chain, legal for a queue of 512 but built by no
+ * driver that honours max_pages, is refused as malformed. */
+#define FS_QUEUE_SIZE 512
+_Static_assert(FUSE_SERVER_MAX_PAGES + 4 <= VIRTQ_MAX_SEGMENTS,
+               "a full-size request must fit one chain");
 /* struct virtio_fs_config: tag[36], le32 num_request_queues. */
 #define FS_CONFIG_SIZE (VIRTIO_FS_TAG_MAX + 4)
 

@@ -260,7 +260,7 @@ const char *virtq_error_text(int err)
     switch (err) {
     case -EFAULT: return "a buffer or ring outside guest RAM";
     case -ELOOP: return "a descriptor chain that loops";
-    case -E2BIG: return "a descriptor chain of more than 256 buffers or 4 GiB";
+    case -E2BIG: return "a descriptor chain of more than 260 buffers or 4 GiB";
     default: return "a malformed ring or descriptor chain";
     }
 }

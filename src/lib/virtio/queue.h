@@ -30,8 +30,9 @@
 #define VIRTIO_F_EVENT_IDX 29
 #define VIRTIO_F_VERSION_1 32
 
-/* The most buffers one request may span; a longer chain is a malformed request. */
-#define VIRTQ_MAX_SEGMENTS 256
+/* The most buffers one request may span; a longer chain is a malformed request. 260 is the
+ * longest chain Linux builds: a virtio-fs WRITE of FUSE's 256 data pages plus 4 headers. */
+#define VIRTQ_MAX_SEGMENTS 260
 
 struct virtq {
     const struct guest_mem *mem;
