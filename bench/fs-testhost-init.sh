@@ -14,6 +14,7 @@
 # the small files' count, the tree's entries) and removed before the next run. The runs:
 #   cove           cove run --share $W/share:/mnt/share (virtio-fs, cove's FUSE server)
 #   cove-never     the share with cache=never
+#   cove-base, cove-base-never  the same two with /bench/bin/cove-base (fs.sh --baseline)
 #   cove-raN       the default share, the guest sets its read-ahead to N KiB
 #   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on,pcie=on with -fsdev local,...,
 #                  security_model=passthrough -device virtio-9p-pci (cove's transport); the guest
@@ -36,10 +37,11 @@ mkdir -p "$SHARE"
 # vmm NAME CMDLINE: the VMM of run NAME booting the guest with CMDLINE.
 vmm() {
     case $1 in
-        cove|cove-never|cove-ra*)
-            _mode=
-            [ "$1" = cove-never ] && _mode=:cache=never
-            exec /bench/bin/cove run --kernel "$K" --initrd "$I" --cmdline "$2" \
+        cove|cove-never|cove-base|cove-base-never|cove-ra*)
+            _mode= _bin=cove
+            case $1 in *-never) _mode=:cache=never ;; esac
+            case $1 in cove-base*) _bin=cove-base ;; esac
+            exec "/bench/bin/$_bin" run --kernel "$K" --initrd "$I" --cmdline "$2" \
                 --cpus 1 --memory "$MEMORY" --serial stdio --no-rng \
                 --share "$SHARE:/mnt/share$_mode" ;;
         qemu-9p-*)
@@ -61,7 +63,7 @@ now_ms() {
 # kind_of NAME: the first argument of fs-guest.sh for run NAME.
 kind_of() {
     case $1 in
-        cove|cove-never) echo virtiofs ;;
+        cove|cove-never|cove-base|cove-base-never) echo virtiofs ;;
         cove-ra*) echo "virtiofs-${1#cove-}" ;;
         qemu-9p-*) echo "9p-${1#qemu-9p-}" ;;
         native) echo native ;;

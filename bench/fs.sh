@@ -2,7 +2,8 @@
 # Cove directory-sharing benchmark: cove's virtio-fs (--share, its own FUSE server) against
 # QEMU's virtio-9p on the same folder, and the same work done natively.
 #
-#   bench/fs.sh [-n ITERATIONS] [--runs LIST] [--mib N] [--files N] [--tree DIR] [--log PATH]
+#   bench/fs.sh [-n ITERATIONS] [--runs LIST] [--mib N] [--files N] [--tree DIR]
+#               [--baseline REV] [--log PATH]
 #
 # One session of the nested QEMU "test host" (see docs/benchmarks.md), in which these take
 # turns (a Williams design, bench/testhost-common.sh; iteration 0 is a smaller warm-up, not
@@ -10,6 +11,8 @@
 #
 #   cove           cove run --share DIR:/mnt/share           virtio-fs over virtio-pci
 #   cove-never     cove run --share DIR:/mnt/share:cache=never (direct I/O, nothing cached)
+#   cove-base      cove built from --baseline REV, as cove (e.g. the tree before a change)
+#   cove-base-never  the same with cache=never
 #   cove-raN       the default share with its read-ahead set to N KiB by the guest
 #                  (cove-agent sets 1024; Linux's FUSE default is 128)
 #   qemu-9p-loose  qemu-system-x86_64 -M microvm,rtc=on,pcie=on -accel kvm
@@ -29,6 +32,8 @@
 #   --files N    small files (default 10000)
 #   --tree DIR   the source tree for tar x (default: include/linux of
 #                /usr/src/linux-source-6.1.tar.xz, about 2,600 files, 24 MB)
+#   --baseline REV  build cove from git revision REV too (in a temporary directory), for the
+#                cove-base runs; only its cove binary is used (cove-agent is this tree's)
 #   --log PATH   where to keep the test host's serial log (default: a new file in /tmp)
 #
 # Needs: qemu-system-x86 (built with virtfs, as Debian's is), a built tree (meson setup
@@ -47,6 +52,7 @@ runs="cove qemu-9p-loose qemu-9p-none native"
 mib=256
 files=10000
 tree=
+baseline=
 log=
 command_line="bench/fs.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
@@ -56,6 +62,7 @@ while [ $# -gt 0 ]; do
         --mib) mib=${2:?--mib needs a number}; shift 2 ;;
         --files) files=${2:?--files needs a number}; shift 2 ;;
         --tree) tree=${2:?--tree needs a directory}; shift 2 ;;
+        --baseline) baseline=${2:?--baseline needs a git revision}; shift 2 ;;
         --log) log=${2:?--log needs a path}; shift 2 ;;
         -h|--help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//p}' "$0"; exit 0 ;;
         *) echo "fs.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -66,7 +73,9 @@ for n in "$iterations" "$mib" "$files"; do
 done
 for r in $runs; do
     case $r in cove|cove-never|cove-ra[0-9]*|qemu-9p-loose|qemu-9p-none|native) ;;
-        *) echo "fs.sh: unknown run '$r' (cove, cove-never, cove-raN, qemu-9p-loose, qemu-9p-none, native)" >&2; exit 2 ;; esac
+        cove-base|cove-base-never)
+            [ -n "$baseline" ] || { echo "fs.sh: run '$r' needs --baseline REV" >&2; exit 2; } ;;
+        *) echo "fs.sh: unknown run '$r' (cove, cove-never, cove-base, cove-base-never, cove-raN, qemu-9p-loose, qemu-9p-none, native)" >&2; exit 2 ;; esac
 done
 [ -z "$tree" ] || [ -d "$tree" ] || { echo "fs.sh: --tree '$tree' is not a directory" >&2; exit 2; }
 
@@ -91,6 +100,16 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 [ -n "$log" ] || log=$(mktemp "${TMPDIR:-/tmp}/cove-fs-log.XXXXXX")
 : > "$log" || th_die "cannot write the log '$log'"
+
+# The baseline: the tree at REV, built apart.
+if [ -n "$baseline" ]; then
+    rev=$(git -C "$root" rev-parse --verify "$baseline^{commit}") || th_die "--baseline '$baseline' is not a commit"
+    echo "fs.sh: building the baseline cove at ${rev:0:12}"
+    mkdir -p "$tmp/base"
+    git -C "$root" archive "$rev" | tar -x -C "$tmp/base" || th_die "git archive $rev failed"
+    { meson setup "$tmp/base/build" "$tmp/base" && ninja -C "$tmp/base/build" src/cli/cove; } > "$tmp/base.log" 2>&1 ||
+        th_die "building the baseline failed (see $tmp/base.log)"
+fi
 
 th_kernel
 kernel=$th_kernel_dir/bzImage
@@ -124,6 +143,10 @@ rm -rf "$tmp/guest-overlay"
 mkdir -p "$overlay/bench/guest"
 cp "$cove" "$overlay/bench/bin/"
 th_carry "$overlay" "$cove"
+if [ -n "$baseline" ]; then
+    cp "$tmp/base/build/src/cli/cove" "$overlay/bench/bin/cove-base"
+    th_carry "$overlay" "$overlay/bench/bin/cove-base"
+fi
 th_add_qemu "$overlay"
 cp "$kernel" "$overlay/bench/guest/bzImage"
 cp "$tmp/guest.cpio.gz" "$overlay/bench/guest/initramfs.cpio.gz"
@@ -215,6 +238,17 @@ END {
             ratio = job == "untar" ? nat / c : c / nat
             s = s sprintf("   vs native %.3f", ratio)
             if (job == "write" || job == "read") s = s sprintf(" (%s)", ratio >= 0.5 ? "within 2x: met" : "within 2x: MISSED")
+        }
+        print s
+    }
+    split("cove cove-never", news, " "); split("cove-base cove-base-never", olds, " ")
+    for (p = 1; p <= 2; p++) {
+        if (index(" " runs " ", " " olds[p] " ") == 0 || index(" " runs " ", " " news[p] " ") == 0) continue
+        s = sprintf("  %s against %s (> 1: this tree better):", news[p], olds[p])
+        for (j = 1; j <= nj; j++) {
+            job = jobs[j]; a = med[news[p], job]; b = med[olds[p], job]
+            if (a == "" || b == "") continue
+            s = s sprintf("  %s %.2f", job, job == "untar" ? b / a : a / b)
         }
         print s
     }
