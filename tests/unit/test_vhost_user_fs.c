@@ -319,6 +319,36 @@ static void test_broken_ring_stops_queue(void **state)
     assert_int_equal(fake_used_idx(&b->ring), 0); /* idle until the next start */
 }
 
+/* A guest that refills the request queue as fast as it is served cannot hold the loop: one
+ * kick serves the drain budget, then writes the queue's own kick descriptor so that the loop
+ * comes back to it after the others. A kick that empties the queue writes nothing. */
+static void test_refilling_guest_pokes_kick(void **state)
+{
+    struct bench *b = *state;
+    start_request_queue(b);
+    assert_int_equal(send_state(b, VHOST_USER_SET_VRING_ENABLE, REQUEST, 1, NULL), 0);
+    post_init(b);
+    vhost_user_fs_kick(b->vu, REQUEST);
+    assert_int_equal(fake_used_idx(&b->ring), 1);
+    assert_int_equal(drain_eventfd(b->kick), 0);
+
+    uint16_t head = (uint16_t)(b->ring.next_desc - 2);
+    uint16_t before = fake_used_idx(&b->ring);
+    struct fake_refiller f;
+    fake_refiller_start(&f, &b->ring, head);
+    alarm(10);
+    uint64_t poked = 0;
+    while (poked == 0) {
+        vhost_user_fs_kick(b->vu, REQUEST); /* an unbounded drain never returns: alarm */
+        poked = drain_eventfd(b->kick);
+    }
+    alarm(0);
+    fake_refiller_stop(&f);
+    assert_int_equal(poked, 1);
+    assert_true((uint16_t)(fake_used_idx(&b->ring) - before) >= VIRTQ_DRAIN_BUDGET);
+    assert_int_equal(drain_eventfd(b->err), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -327,6 +357,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rings_outside_lent_ram_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_lent_twice_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_broken_ring_stops_queue, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refilling_guest_pokes_kick, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

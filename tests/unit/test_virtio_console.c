@@ -362,6 +362,33 @@ static void test_output_in_order(void **state)
     assert_int_equal(b->t.needs_reset, 0);
 }
 
+/* A driver that refills transmitq0 as fast as the device drains it cannot hold the I/O
+ * thread: a kick returns after the drain budget and asks the transport to come back, and
+ * what was taken reaches the output. */
+static void test_refilling_driver_requeued(void **state)
+{
+    struct bench *b = *state;
+    activate(b);
+    uint16_t head = post_tx(b, "x");
+    struct fake_ring r = {.mem = &b->mem, .size = QSIZE, .desc = RING_GPA(TXQ),
+                          .avail = RING_GPA(TXQ) + 0x1000, .used = RING_GPA(TXQ) + 0x2000,
+                          .avail_idx = b->dq[TXQ].avail_idx, .next_desc = b->dq[TXQ].next_desc};
+    struct fake_refiller f;
+    fake_refiller_start(&f, &r, head);
+    fake_kick_until_requeued(b->dev, &b->t, TXQ);
+    fake_refiller_stop(&f);
+    assert_int_equal(b->t.requeues[TXQ], 1);
+    assert_int_equal(b->t.needs_reset, 0);
+    uint16_t used = used_idx(b, TXQ);
+    assert_true(used >= VIRTQ_DRAIN_BUDGET);
+    destroy_device(b);
+    uint8_t got[1 << 16];
+    size_t n = drain_pipe(b->out[0], got, sizeof(got));
+    assert_int_equal(n, used); /* one byte per chain used */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i], 'x');
+}
+
 /* Writable buffers on a transmit chain are ignored, not written and not sent. */
 static void test_output_ignores_writable(void **state)
 {
@@ -815,6 +842,7 @@ int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_refilling_driver_requeued, setup, teardown),
         T(test_identity),
         T(test_output_in_order),
         T(test_output_ignores_writable),
