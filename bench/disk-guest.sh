@@ -16,7 +16,8 @@
 # console, on which the test host reads the VMM's CPU counters (bench/disk-testhost-init.sh):
 #
 #   BENCH-MARK begin JOB
-#   BENCH-MARK end JOB rsect=N wsect=N     (sectors the guest moved in between, /sys/block)
+#   BENCH-MARK end JOB rsect=N wsect=N rios=N wios=N   (sectors moved and requests completed
+#                                          in between, /sys/block/DEV/stat)
 #   BENCH-FIO job=JOB read_kib=N read_kib_s=N read_iops=N write_kib=N write_kib_s=N
 #             write_iops=N runtime_ms=N    (from fio's terse output; one line)
 #   BENCH-GUEST-ERR <text>
@@ -57,13 +58,13 @@ for job in seqread randread seqwrite; do
         randread) args="--rw=randread --bs=4k --iodepth=32 --norandommap" ;;
         seqwrite) args="--rw=write --bs=1M --iodepth=8" ;;
     esac
-    read -r _ _ r0 _ _ _ w0 _ < "$stat"
+    read -r rio0 _ r0 _ wio0 _ w0 _ < "$stat"
     echo "BENCH-MARK begin $job"
     # shellcheck disable=SC2086
     fio $common --name=$job $args --runtime="$runtime" --time_based > /tmp/$job.terse 2> /tmp/$job.err
     rc=$?
-    read -r _ _ r1 _ _ _ w1 _ < "$stat"
-    echo "BENCH-MARK end $job rsect=$((r1 - r0)) wsect=$((w1 - w0))"
+    read -r rio1 _ r1 _ wio1 _ w1 _ < "$stat"
+    echo "BENCH-MARK end $job rsect=$((r1 - r0)) wsect=$((w1 - w0)) rios=$((rio1 - rio0)) wios=$((wio1 - wio0))"
     if [ "$rc" != 0 ]; then
         err "fio $job failed ($rc): $(head -c 300 /tmp/$job.err)"
         continue

@@ -77,17 +77,6 @@ vmm() {
     esac
 }
 
-# utime stime guest_time of process $1 (clock ticks, all threads).
-cpu_of() {
-    read -r _stat < "/proc/$1/stat" || { echo "0 0 0"; return; }
-    set -- ${_stat##*) }
-    echo "${12} ${13} ${41}"
-}
-
-now_ms() {
-    read -r _up _ < /proc/uptime
-    echo "${_up%.*}${_up#*.}0"
-}
 
 # run_one ITER VMM CACHE: one boot of the guest, with its jobs.
 run_one() {

@@ -189,10 +189,11 @@ EOF
     /^BENCH-JOB / {
         gib = (field("rsect") + field("wsect")) * 512 / 2^30
         cpu = (field("utime") + field("stime")) * 10
-        printf "  iter %d  %-4s cache=%-4s %-8s %8.1f MiB/s %7.0f IOPS   VMM cpu %6d ms (guest %6d)  %.3f GiB\n",
+        ios = field("rios") + field("wios")
+        printf "  iter %d  %-4s cache=%-4s %-8s %8.1f MiB/s %7.0f IOPS   VMM cpu %6d ms (guest %6d)  %.3f GiB  %s KiB/request\n",
             field("iter"), field("vmm"), field("cache"), field("job"),
             (field("read_kib_s") + field("write_kib_s")) / 1024, field("read_iops") + field("write_iops"),
-            cpu, field("gtime") * 10, gib
+            cpu, field("gtime") * 10, gib, ios > 0 ? sprintf("%.0f", gib * 2^20 / ios) : "-"
     }
     /^BENCH-VM / { printf "  iter %d  %-4s cache=%-4s whole run %.1f s, status %s\n", field("iter"), field("vmm"), field("cache"), field("wall_ms") / 1000, field("status") }
     /^BENCH-ERR / { print "  " substr($0, 7) }

@@ -29,6 +29,9 @@
 # each timed by fsbench (CLOCK_MONOTONIC, fork to reap) and reported on the console as
 #
 #   BENCH-MOUNT <DIR's line of /proc/mounts> ra_kb=N   (N: its read-ahead, if it has a bdi)
+#   BENCH-MARK begin JOB                               (right before each job: the test host
+#                                                       reads the VMM's CPU time here and at
+#                                                       the job's BENCH-FS line)
 #   BENCH-FS job=JOB us=N status=S
 #   BENCH-GUEST-ERR <text>
 #
@@ -84,6 +87,7 @@ job() {
     _name=$1
     shift
     drop
+    echo "BENCH-MARK begin $_name"
     echo "BENCH-FS job=$_name $($T time "$@")"
 }
 

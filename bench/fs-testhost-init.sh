@@ -4,7 +4,9 @@
 #
 #   BENCH-HOST <facts about the test host>
 #   BENCH-MOUNT vmm=NAME iter=I <the guest's mount line> ra_kb=N
-#   BENCH-JOB vmm=NAME iter=I job=JOB us=N status=S     (one line per job of bench/fs-guest.sh)
+#   BENCH-JOB vmm=NAME iter=I job=JOB us=N status=S [utime=T stime=T gtime=T]
+#                                  (one line per job of bench/fs-guest.sh; the VMM's CPU time
+#                                  over the job in clock ticks, gtime the part in guest mode)
 #   BENCH-VM vmm=NAME iter=I wall_ms=N status=N jobs=N  (the whole run, boot included)
 #   BENCH-ERR <text>
 #   BENCH-DONE
@@ -53,11 +55,6 @@ vmm() {
                 -fsdev "local,id=fs0,path=$SHARE,security_model=passthrough" \
                 -device virtio-9p-pci,fsdev=fs0,mount_tag=share ;;
     esac
-}
-
-now_ms() {
-    read -r _up _ < /proc/uptime
-    echo "${_up%.*}${_up#*.}0"
 }
 
 # kind_of NAME: the first argument of fs-guest.sh for run NAME.
@@ -113,8 +110,16 @@ run_one() {
         _line=${_line%"$_cr"}
         case $_line in
             "BENCH-MOUNT "*) echo "BENCH-MOUNT vmm=$_name iter=$_iter ${_line#BENCH-MOUNT }" ;;
+            "BENCH-MARK begin "*) _c0=$(cpu_of "$_pid") ;;
             "BENCH-FS "*)
-                echo "BENCH-JOB vmm=$_name iter=$_iter ${_line#BENCH-FS }"
+                # The VMM's CPU time over the job (not for native: its shell's children are
+                # not counted until reaped).
+                _cpu=
+                if [ "$_name" != native ]; then
+                    set -- $_c0 $(cpu_of "$_pid")
+                    _cpu=" utime=$(($4 - $1)) stime=$(($5 - $2)) gtime=$(($6 - $3))"
+                fi
+                echo "BENCH-JOB vmm=$_name iter=$_iter ${_line#BENCH-FS }$_cpu"
                 case $_line in *" status=0") _jobs=$((_jobs + 1)) ;; esac ;;
             "BENCH-GUEST-ERR "*)
                 echo "BENCH-ERR $_name iteration $_iter: ${_line#BENCH-GUEST-ERR }" ;;

@@ -102,14 +102,7 @@ trap 'exit 143' TERM
 : > "$log" || th_die "cannot write the log '$log'"
 
 # The baseline: the tree at REV, built apart.
-if [ -n "$baseline" ]; then
-    rev=$(git -C "$root" rev-parse --verify "$baseline^{commit}") || th_die "--baseline '$baseline' is not a commit"
-    echo "fs.sh: building the baseline cove at ${rev:0:12}"
-    mkdir -p "$tmp/base"
-    git -C "$root" archive "$rev" | tar -x -C "$tmp/base" || th_die "git archive $rev failed"
-    { meson setup "$tmp/base/build" "$tmp/base" && ninja -C "$tmp/base/build" src/cli/cove; } > "$tmp/base.log" 2>&1 ||
-        th_die "building the baseline failed (see $tmp/base.log)"
-fi
+[ -z "$baseline" ] || th_build_baseline "$baseline" "$tmp/base"
 
 th_kernel
 kernel=$th_kernel_dir/bzImage
@@ -144,7 +137,7 @@ mkdir -p "$overlay/bench/guest"
 cp "$cove" "$overlay/bench/bin/"
 th_carry "$overlay" "$cove"
 if [ -n "$baseline" ]; then
-    cp "$tmp/base/build/src/cli/cove" "$overlay/bench/bin/cove-base"
+    cp "$th_baseline_cove" "$overlay/bench/bin/cove-base"
     th_carry "$overlay" "$overlay/bench/bin/cove-base"
 fi
 th_add_qemu "$overlay"
@@ -196,6 +189,13 @@ function better(job, a, b) { return job == "untar" ? a < b : a > b }
     if (it == 0 || field("status") != "0") next
     k = field("vmm") SUBSEP field("job")
     val[k, it] = figure(field("job"), field("us"))
+    if (index($0, " utime=")) {
+        # ms of the VMM per MiB moved (write, read): in all, and outside guest mode.
+        ticks = field("utime") + field("stime")
+        cpu[k, it] = ticks * 10 / mib
+        host_cpu[k, it] = (ticks - field("gtime")) * 10 / mib
+        wall[k, it] = field("us") / 1000 / mib
+    }
 }
 END {
     print "fs.sh: " cmd
@@ -216,7 +216,7 @@ END {
                 } else line = line sprintf(" %9s", "-")
             }
             med[v, job] = median(list)
-            printf "    %-13s %s   median %s\n", v, line, med[v, job] == "" ? "-" : sprintf("%.1f", med[v, job])
+            printf "    %-16s %s   median %s\n", v, line, med[v, job] == "" ? "-" : sprintf("%.1f", med[v, job])
         }
     }
     print ""
@@ -240,6 +240,20 @@ END {
             if (job == "write" || job == "read") s = s sprintf(" (%s)", ratio >= 0.5 ? "within 2x: met" : "within 2x: MISSED")
         }
         print s
+    }
+    print ""
+    print "  ms per MiB for write and read: the job in the guest, the VMM process in all, and outside guest mode (medians):"
+    for (j = 1; j <= 2; j++) {
+        job = jobs[j]
+        for (r = 1; r <= nr; r++) {
+            v = rs[r]; lw = lc = lh = ""
+            for (it = 1; it <= n; it++) {
+                if (!((v SUBSEP job, it) in cpu) || ((v, it) in bad)) continue
+                lw = lw " " wall[v SUBSEP job, it]; lc = lc " " cpu[v SUBSEP job, it]; lh = lh " " host_cpu[v SUBSEP job, it]
+            }
+            if (lw != "")
+                printf "    %-6s %-16s job %7.2f   VMM %7.2f   outside guest %7.2f\n", job, v, median(lw), median(lc), median(lh)
+        }
     }
     split("cove cove-never", news, " "); split("cove-base cove-base-never", olds, " ")
     for (p = 1; p <= 2; p++) {

@@ -52,16 +52,10 @@ vmm_cmd() {
     esac
 }
 
-# utime stime of process $1 (clock ticks, all threads).
-cpu_of() {
-    read -r _stat < "/proc/$1/stat" || { echo "0 0"; return; }
-    set -- ${_stat##*) }
-    echo "${12} ${13}"
-}
-
-now_ms() {
-    read -r _up _ < /proc/uptime
-    echo "${_up%.*}${_up#*.}0"
+# utime stime of process $1 (clock ticks, all threads): cpu_of without guest time.
+cpu2_of() {
+    set -- $(cpu_of "$1")
+    echo "$1 $2"
 }
 
 # job_line JOB "UTIME STIME" T0 "UTIME STIME" T1 RESULT: a BENCH-JOB line for a job that ran
@@ -74,18 +68,18 @@ job_line() {
 
 # The host -> guest jobs, through the forwards.
 host_jobs() {
-    _c=$(cpu_of "$_pid") _t=$(now_ms)
+    _c=$(cpu2_of "$_pid") _t=$(now_ms)
     iperf3 -c 127.0.0.1 -p 15201 -t "$RUNTIME" -f m < /dev/null > "$W/h2g.txt" 2>&1
-    _rc=$? _ec=$(cpu_of "$_pid") _et=$(now_ms)
+    _rc=$? _ec=$(cpu2_of "$_pid") _et=$(now_ms)
     _r=$(awk '/receiver/ { for (i = 2; i <= NF; i++) if ($i == "Mbits/sec") r = $(i - 1) } END { print r }' "$W/h2g.txt")
     if [ "$_rc" = 0 ] && [ -n "$_r" ]; then
         job_line h2g "$_c" "$_t" "$_ec" "$_et" "mbit_s=$_r"
     else
         echo "BENCH-ERR $_vmm iteration $_iter: iperf3 h2g failed ($_rc): $(tail -n 3 "$W/h2g.txt" | tr '\n' ' ')"
     fi
-    _c=$(cpu_of "$_pid") _t=$(now_ms)
+    _c=$(cpu2_of "$_pid") _t=$(now_ms)
     _line=$(/bench/bin/netlat 127.0.0.1 18080 "$LAT_N")
-    _ec=$(cpu_of "$_pid") _et=$(now_ms)
+    _ec=$(cpu2_of "$_pid") _et=$(now_ms)
     case $_line in
         "NETLAT "*) job_line h2g-lat "$_c" "$_t" "$_ec" "$_et" "${_line#NETLAT }" ;;
         *) echo "BENCH-ERR $_vmm iteration $_iter: netlat h2g-lat failed: $_line" ;;
@@ -109,8 +103,8 @@ run_one() {
         echo "$_line" >> "$_out"
         case $_line in
             "BENCH-LINK mtu="*) _mtu=${_line#BENCH-LINK mtu=} ;;
-            "BENCH-MARK begin "*) _c=$(cpu_of "$_pid") _t=$(now_ms) ;;
-            "BENCH-MARK end "*) _ec=$(cpu_of "$_pid") _et=$(now_ms) ;;
+            "BENCH-MARK begin "*) _c=$(cpu2_of "$_pid") _t=$(now_ms) ;;
+            "BENCH-MARK end "*) _ec=$(cpu2_of "$_pid") _et=$(now_ms) ;;
             "BENCH-RESULT "*)
                 _rest=${_line#BENCH-RESULT job=}
                 job_line "${_rest%% *}" "$_c" "$_t" "$_ec" "$_et" "${_rest#* }" ;;

@@ -96,14 +96,7 @@ trap 'exit 143' TERM
 cc -O2 -static -Wall -Wextra -o "$tmp/netlat" "$here/netlat.c" || die "building netlat failed"
 
 # The baseline: the tree at REV, built apart (only the cove binary is used).
-if [ -n "$baseline" ]; then
-    rev=$(git -C "$root" rev-parse --verify "$baseline^{commit}") || die "--baseline '$baseline' is not a commit"
-    echo "net.sh: building the baseline cove at ${rev:0:12}"
-    mkdir -p "$tmp/base"
-    git -C "$root" archive "$rev" | tar -x -C "$tmp/base" || die "git archive $rev failed"
-    { meson setup "$tmp/base/build" "$tmp/base" && ninja -C "$tmp/base/build" src/cli/cove; } > "$tmp/base.log" 2>&1 ||
-        die "building the baseline failed (see $tmp/base.log)"
-fi
+[ -z "$baseline" ] || th_build_baseline "$baseline" "$tmp/base"
 
 th_kernel
 kernel=$th_kernel_dir/bzImage
@@ -127,7 +120,7 @@ mkdir -p "$overlay/bench/bin" "$overlay/bench/guest" "$overlay/usr/bin"
 cp "$cove" "$tmp/netlat" "$overlay/bench/bin/"
 th_carry "$overlay" "$cove"
 if [ -n "$baseline" ]; then
-    cp "$tmp/base/build/src/cli/cove" "$overlay/bench/bin/cove-base"
+    cp "$th_baseline_cove" "$overlay/bench/bin/cove-base"
     th_carry "$overlay" "$overlay/bench/bin/cove-base"
 fi
 cp -L "$(command -v iperf3)" "$overlay/usr/bin/iperf3"

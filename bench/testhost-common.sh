@@ -1,7 +1,7 @@
-# Shared by the /init scripts of the benchmarks' test hosts (bench/boot.sh, bench/run.sh and,
-# for testhost_setup only, bench/disk.sh; they carry it in as /bench/testhost-common.sh): the
-# set-up, the VMMs' command lines, the order in which the VMMs take turns, and reading
-# bootbench's output. POSIX sh (busybox). vmm needs CPUS and MEMORY (/bench/params) and K and I
+# Shared by the /init scripts of the benchmarks' test hosts (bench/boot.sh, bench/run.sh,
+# bench/disk.sh, bench/net.sh, bench/fs.sh; they carry it in as /bench/testhost-common.sh): the
+# set-up, the VMMs' command lines, the order in which the VMMs take turns, the clocks, and
+# reading bootbench's output. POSIX sh (busybox). vmm needs CPUS and MEMORY (/bench/params) and K and I
 # (the guest kernel and initramfs).
 
 # testhost_setup: the environment and the file systems /init needs (only /tmp gets a tmpfs:
@@ -58,6 +58,20 @@ vmm() {
         *)
             echo "BENCH-ERR unknown VMM '$_name'" ;;
     esac
+}
+
+# now_ms: the test host's uptime in milliseconds (busybox date has no %N).
+now_ms() {
+    read -r _up _ < /proc/uptime
+    echo "${_up%.*}${_up#*.}0"
+}
+
+# cpu_of PID: "UTIME STIME GUEST_TIME" of process PID, all threads, in clock ticks (10 ms);
+# guest time is the part of utime that a KVM vCPU spent running the guest.
+cpu_of() {
+    read -r _stat < "/proc/$1/stat" || { echo "0 0 0"; return; }
+    set -- ${_stat##*) }
+    echo "${12} ${13} ${41}"
 }
 
 # field NAME LINE: the number after NAME= in LINE (a bootbench result line).

@@ -9,6 +9,9 @@
 #
 #   th_kernel                  waits for a guest/build-kernel.sh already running, runs it
 #                              (it finds its cached result) and sets th_kernel_dir
+#   th_build_baseline REV DIR  builds cove from git revision REV of $root in DIR (git archive,
+#                              meson, ninja; the log in DIR.log); sets th_baseline_cove to the
+#                              binary, and th_baseline_rev to REV's full hash
 #   th_carry OVERLAY FILE      copies the shared libraries ldd lists for FILE into OVERLAY at
 #                              the same absolute paths (the loader included)
 #   th_add_qemu OVERLAY [FILE...]
@@ -47,6 +50,17 @@ th_kernel() {
     done
     th_kernel_dir=$("$root/guest/build-kernel.sh") || th_die "guest/build-kernel.sh failed"
     [ -f "$th_kernel_dir/bzImage" ] || th_die "no bzImage in $th_kernel_dir"
+}
+
+th_build_baseline() {
+    th_baseline_rev=$(git -C "$root" rev-parse --verify "$1^{commit}") ||
+        th_die "--baseline '$1' is not a commit"
+    echo "$th_name: building the baseline cove at $(echo "$th_baseline_rev" | cut -c1-12)"
+    mkdir -p "$2"
+    git -C "$root" archive "$th_baseline_rev" | tar -x -C "$2" || th_die "git archive $1 failed"
+    { meson setup "$2/build" "$2" && ninja -C "$2/build" src/cli/cove; } > "$2.log" 2>&1 ||
+        th_die "building the baseline failed (see $2.log)"
+    th_baseline_cove=$2/build/src/cli/cove
 }
 
 th_carry() {
