@@ -58,8 +58,8 @@ image_for() {
 #          aio=io_uring like cove's backend.
 vmm() {
     case $1 in
-        cove)
-            exec /bench/bin/cove run --kernel "$K" --initrd "$I" --cmdline "$CMDLINE" \
+        cove|cove-base)
+            exec "/bench/bin/$1" run --kernel "$K" --initrd "$I" --cmdline "$CMDLINE" \
                 --cpus 1 --memory "$MEMORY" --serial stdio --no-rng \
                 --disk "$TOOLS,ro,serial=tools" --disk "$3,cache=$2,serial=bench" ;;
         qemu)

@@ -4,7 +4,7 @@
 #
 #   bench/disk.sh [-n ITERATIONS] [--vmms "cove qemu"] [--warmup] [--runtime SECONDS]
 #                 [--cache "host none"] [--image-mib N] [--log PATH] [--no-vm]
-#                 [--no-backend] [--backend-runs N] [--backend-file PATH]
+#                 [--no-backend] [--backend-runs N] [--backend-file PATH] [--baseline REV]
 #
 # In the VMs (skipped with --no-vm): one session of the nested QEMU "test host" (see
 # docs/benchmarks.md), in which cove and QEMU (-M microvm,rtc=on,pcie=on, virtio-blk-pci,
@@ -28,7 +28,9 @@
 # alternating.
 #
 #   -n N             measured iterations (default 3)
-#   --vmms LIST      which VMMs (default "cove qemu")
+#   --vmms LIST      which VMMs (default "cove qemu"; "cove-base" needs --baseline)
+#   --baseline REV   also build cove from git revision REV (in a temporary directory) and add
+#                    it as "cove-base" to the VMMs, to compare a change in the same session
 #   --warmup         one more iteration first, not counted
 #   --runtime S      seconds per fio job in the VMs and on the host (default 5)
 #   --cache LIST     cache modes for the VMs (default "host none")
@@ -62,6 +64,7 @@ vm=1
 backend=1
 backend_runs=3
 backend_file=
+baseline=
 command_line="bench/disk.sh${*:+ $*}"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -76,6 +79,7 @@ while [ $# -gt 0 ]; do
         --no-backend) backend=0; shift ;;
         --backend-runs) backend_runs=${2:?--backend-runs needs a number}; shift 2 ;;
         --backend-file) backend_file=${2:?--backend-file needs a path}; shift 2 ;;
+        --baseline) baseline=${2:?--baseline needs a git revision}; shift 2 ;;
         -h|--help) sed -n '2,/^set -e/{/^set -e/d;s/^# \{0,1\}//p}' "$0"; exit 0 ;;
         *) echo "disk.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -87,8 +91,13 @@ for c in $caches; do
     case $c in host|none) ;; *) echo "disk.sh: unknown cache mode '$c' (host, none)" >&2; exit 2 ;; esac
 done
 [ -n "$caches" ] || { echo "disk.sh: --cache needs at least one mode" >&2; exit 2; }
+[ -n "$baseline" ] && case " $vmms " in *" cove-base "*) ;; *) vmms="$vmms cove-base" ;; esac
 for v in $vmms; do
-    case $v in cove|qemu) ;; *) echo "disk.sh: unknown VMM '$v' (cove, qemu)" >&2; exit 2 ;; esac
+    case $v in
+        cove|qemu) ;;
+        cove-base) [ -n "$baseline" ] || { echo "disk.sh: cove-base needs --baseline REV" >&2; exit 2; } ;;
+        *) echo "disk.sh: unknown VMM '$v' (cove, cove-base, qemu)" >&2; exit 2 ;;
+    esac
 done
 
 die() {
@@ -151,6 +160,11 @@ run_vms() {
     mkdir -p "$overlay/bench/bin" "$overlay/bench/guest"
     cp "$cove" "$overlay/bench/bin/"
     th_carry "$overlay" "$cove"
+    if [ -n "$baseline" ]; then
+        th_build_baseline "$baseline" "$tmp/base"
+        cp "$th_baseline_cove" "$overlay/bench/bin/cove-base"
+        th_carry "$overlay" "$overlay/bench/bin/cove-base"
+    fi
     th_add_qemu "$overlay"
     cp "$kernel" "$overlay/bench/guest/bzImage"
     cp "$tmp/guest.cpio.gz" "$overlay/bench/guest/initramfs.cpio.gz"
@@ -190,12 +204,12 @@ EOF
         gib = (field("rsect") + field("wsect")) * 512 / 2^30
         cpu = (field("utime") + field("stime")) * 10
         ios = field("rios") + field("wios")
-        printf "  iter %d  %-4s cache=%-4s %-8s %8.1f MiB/s %7.0f IOPS   VMM cpu %6d ms (guest %6d)  %.3f GiB  %s KiB/request\n",
+        printf "  iter %d  %-9s cache=%-4s %-8s %8.1f MiB/s %7.0f IOPS   VMM cpu %6d ms (guest %6d)  %.3f GiB  %s KiB/request\n",
             field("iter"), field("vmm"), field("cache"), field("job"),
             (field("read_kib_s") + field("write_kib_s")) / 1024, field("read_iops") + field("write_iops"),
-            cpu, field("gtime") * 10, gib, ios > 0 ? sprintf("%.0f", gib * 2^20 / ios) : "-"
+            cpu, field("gtime") * 10, gib, (ios > 0 ? sprintf("%.0f", gib * 2^20 / ios) : "-")
     }
-    /^BENCH-VM / { printf "  iter %d  %-4s cache=%-4s whole run %.1f s, status %s\n", field("iter"), field("vmm"), field("cache"), field("wall_ms") / 1000, field("status") }
+    /^BENCH-VM / { printf "  iter %d  %-9s cache=%-4s whole run %.1f s, status %s\n", field("iter"), field("vmm"), field("cache"), field("wall_ms") / 1000, field("status") }
     /^BENCH-ERR / { print "  " substr($0, 7) }
     { fflush() }'
     th_session_end "$log"
@@ -203,7 +217,7 @@ EOF
 }
 
 vm_summary() {
-    tr -d '\r' < "$log" | awk -v caches="$caches" -v n="$iterations" -v note="$vm_note" "$th_stats"'
+    tr -d '\r' < "$log" | awk -v caches="$caches" -v vmms="$vmms" -v n="$iterations" -v note="$vm_note" "$th_stats"'
     /^BENCH-HOST / { host = substr($0, 12) }
     /^BENCH-ERR .* iteration / { errors++ }
     /^BENCH-JOB / {
@@ -223,25 +237,31 @@ vm_summary() {
         print "disk.sh: test host: " host
         print "disk.sh: " note
         printf "disk.sh: medians over %d iterations (warm-up excluded); CPU = the VMM process, ms per GiB moved\n", n
-        printf "  %-5s %-4s %-8s %4s %10s %9s %14s %18s\n", "cache", "vmm", "job", "runs", "MiB/s", "IOPS", "CPU ms/GiB", "outside guest"
+        printf "  %-5s %-9s %-8s %4s %10s %9s %14s %18s\n", "cache", "vmm", "job", "runs", "MiB/s", "IOPS", "CPU ms/GiB", "outside guest"
         nc = split(caches, cs, " ")
         split("seqread randread seqwrite", jobs, " ")
-        for (c = 1; c <= nc; c++) for (j = 1; j <= 3; j++) for (v = 1; v <= 2; v++) {
-            vmm = v == 1 ? "cove" : "qemu"
+        nv = split(vmms, vs, " ")
+        for (c = 1; c <= nc; c++) for (j = 1; j <= 3; j++) for (v = 1; v <= nv; v++) {
+            vmm = vs[v]
             k = vmm SUBSEP cs[c] SUBSEP jobs[j]
-            if (!count[k]) { printf "  %-5s %-4s %-8s %4d   (no valid runs)\n", cs[c], vmm, jobs[j], 0; continue }
+            if (!count[k]) { printf "  %-5s %-9s %-8s %4d   (no valid runs)\n", cs[c], vmm, jobs[j], 0; continue }
             m_mbs[k] = median(mbs[k]); m_iops[k] = median(iops[k]); m_cpu[k] = median(cpu[k]); m_out[k] = median(vmmcpu[k])
-            printf "  %-5s %-4s %-8s %4d %10.1f %9.0f %14.0f %18.0f\n", cs[c], vmm, jobs[j], count[k], m_mbs[k], m_iops[k], m_cpu[k], m_out[k]
+            printf "  %-5s %-9s %-8s %4d %10.1f %9.0f %14.0f %18.0f\n", cs[c], vmm, jobs[j], count[k], m_mbs[k], m_iops[k], m_cpu[k], m_out[k]
         }
         print ""
-        print "  ratios cove/qemu (throughput: higher is better for cove; CPU: lower is better):"
-        printf "  %-5s %-8s %12s %12s %16s\n", "cache", "job", "throughput", "CPU/GiB", "outside guest"
-        for (c = 1; c <= nc; c++) for (j = 1; j <= 3; j++) {
-            a = "cove" SUBSEP cs[c] SUBSEP jobs[j]; b = "qemu" SUBSEP cs[c] SUBSEP jobs[j]
-            if (!count[a] || !count[b]) continue
-            t = jobs[j] == "randread" ? m_iops[a] / m_iops[b] : m_mbs[a] / m_mbs[b]
-            printf "  %-5s %-8s %12.3f %12.3f %16.3f\n", cs[c], jobs[j], t,
-                (m_cpu[b] > 0 ? m_cpu[a] / m_cpu[b] : 0), (m_out[b] > 0 ? m_out[a] / m_out[b] : 0)
+        # cove against qemu, cove-base against qemu, cove against cove-base: whichever ran.
+        split("cove cove-base cove", first, " "); split("qemu qemu cove-base", second, " ")
+        for (p = 1; p <= 3; p++) {
+            if (index(" " vmms " ", " " first[p] " ") == 0 || index(" " vmms " ", " " second[p] " ") == 0) continue
+            printf "  ratios %s/%s (throughput: higher is better for %s; CPU: lower is better):\n", first[p], second[p], first[p]
+            printf "  %-5s %-8s %12s %12s %16s\n", "cache", "job", "throughput", "CPU/GiB", "outside guest"
+            for (c = 1; c <= nc; c++) for (j = 1; j <= 3; j++) {
+                a = first[p] SUBSEP cs[c] SUBSEP jobs[j]; b = second[p] SUBSEP cs[c] SUBSEP jobs[j]
+                if (!count[a] || !count[b]) continue
+                t = jobs[j] == "randread" ? m_iops[a] / m_iops[b] : m_mbs[a] / m_mbs[b]
+                printf "  %-5s %-8s %12.3f %12.3f %16.3f\n", cs[c], jobs[j], t,
+                    (m_cpu[b] > 0 ? m_cpu[a] / m_cpu[b] : 0), (m_out[b] > 0 ? m_out[a] / m_out[b] : 0)
+            }
         }
         if (errors) printf "\ndisk.sh: %d runs failed (BENCH-ERR in the log) and are not counted\n", errors
     }'
