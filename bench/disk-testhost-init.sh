@@ -62,7 +62,9 @@ vmm() {
             exec "/bench/bin/$1" run --kernel "$K" --initrd "$I" --cmdline "$CMDLINE" \
                 --cpus 1 --memory "$MEMORY" --serial stdio --no-rng \
                 --disk "$TOOLS,ro,serial=tools" --disk "$3,cache=$2,serial=bench" ;;
-        qemu)
+        qemu|qemu-nomerge)
+            _merge=
+            [ "$1" = qemu-nomerge ] && _merge=,request-merging=off
             _qcache=writeback
             [ "$2" = none ] && _qcache=none
             exec /usr/bin/qemu-system-x86_64 -M microvm,rtc=on,pcie=on,memory-backend=mem \
@@ -73,7 +75,7 @@ vmm() {
                 -drive "file=$TOOLS,format=raw,if=none,id=tools,readonly=on" \
                 -device virtio-blk-pci,drive=tools,serial=tools \
                 -drive "file=$3,format=raw,if=none,id=bench,cache=$_qcache,aio=io_uring" \
-                -device virtio-blk-pci,drive=bench,serial=bench ;;
+                -device "virtio-blk-pci,drive=bench,serial=bench$_merge" ;;
     esac
 }
 

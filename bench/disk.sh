@@ -28,7 +28,8 @@
 # alternating.
 #
 #   -n N             measured iterations (default 3)
-#   --vmms LIST      which VMMs (default "cove qemu"; "cove-base" needs --baseline)
+#   --vmms LIST      which VMMs (default "cove qemu"; "cove-base" needs --baseline;
+#                    "qemu-nomerge" is QEMU with request-merging=off on the disk under test)
 #   --baseline REV   also build cove from git revision REV (in a temporary directory) and add
 #                    it as "cove-base" to the VMMs, to compare a change in the same session
 #   --warmup         one more iteration first, not counted
@@ -94,9 +95,9 @@ done
 [ -n "$baseline" ] && case " $vmms " in *" cove-base "*) ;; *) vmms="$vmms cove-base" ;; esac
 for v in $vmms; do
     case $v in
-        cove|qemu) ;;
+        cove|qemu|qemu-nomerge) ;;
         cove-base) [ -n "$baseline" ] || { echo "disk.sh: cove-base needs --baseline REV" >&2; exit 2; } ;;
-        *) echo "disk.sh: unknown VMM '$v' (cove, cove-base, qemu)" >&2; exit 2 ;;
+        *) echo "disk.sh: unknown VMM '$v' (cove, cove-base, qemu, qemu-nomerge)" >&2; exit 2 ;;
     esac
 done
 
@@ -250,8 +251,8 @@ vm_summary() {
         }
         print ""
         # cove against qemu, cove-base against qemu, cove against cove-base: whichever ran.
-        split("cove cove-base cove", first, " "); split("qemu qemu cove-base", second, " ")
-        for (p = 1; p <= 3; p++) {
+        split("cove cove-base cove cove qemu-nomerge", first, " "); split("qemu qemu cove-base qemu-nomerge qemu", second, " ")
+        for (p = 1; p <= 5; p++) {
             if (index(" " vmms " ", " " first[p] " ") == 0 || index(" " vmms " ", " " second[p] " ") == 0) continue
             printf "  ratios %s/%s (throughput: higher is better for %s; CPU: lower is better):\n", first[p], second[p], first[p]
             printf "  %-5s %-8s %12s %12s %16s\n", "cache", "job", "throughput", "CPU/GiB", "outside guest"
