@@ -42,7 +42,6 @@ struct bench {
     struct fake_ring ring;
     struct fake_transport t;
     uint64_t next_data;
-    uint16_t want_used; /* run_until_used */
 };
 
 static int setup(void **state)
@@ -101,7 +100,6 @@ struct chain {
     struct fake_buf bufs[3];
     unsigned count;
     uint64_t data, status;
-    uint16_t head;
 };
 
 static uint16_t post_request(struct bench *b, uint32_t type, uint32_t len, struct chain *c)
@@ -179,130 +177,10 @@ static void test_refilling_driver_requeued(void **state)
     assert_int_equal(status_of(b, &id), VIRTIO_BLK_S_OK);
 }
 
-/* ---- Merging: reads or writes of one kick that continue each other go as one. ---- */
-
-/* A read (T_IN) or write (T_OUT) of len bytes at sector, its data in two buffers. */
-static uint16_t post_rw(struct bench *b, uint32_t type, uint64_t sector, uint32_t len,
-                        uint8_t fill, struct chain *c)
-{
-    uint64_t hdr = alloc_buf(b, 16);
-    uint8_t *h = fake_ptr(&b->mem, hdr, 16);
-    memset(h, 0, 16);
-    memcpy(h, &type, 4);
-    memcpy(h + 8, &sector, 8);
-    bool device_writes = type == VIRTIO_BLK_T_IN;
-    c->data = alloc_buf(b, len);
-    memset(fake_ptr(&b->mem, c->data, len), fill, len);
-    struct fake_buf bufs[4] = {{hdr, 16, false},
-                               {c->data, len / 2, device_writes},
-                               {c->data + len / 2, len / 2, device_writes},
-                               {0, 0, false}};
-    c->status = alloc_buf(b, 1);
-    bufs[3] = (struct fake_buf){c->status, 1, true};
-    c->head = fake_post(&b->ring, bufs, 4);
-    return c->head;
-}
-
-static bool stop_when_used(void *opaque)
-{
-    struct bench *b = opaque;
-    if (fake_used_idx(&b->ring) >= b->want_used)
-        io_loop_stop(b->loop);
-    return false;
-}
-
-/* Runs the I/O loop until want requests have been used (the backend's completions). */
-static void run_until_used(struct bench *b, uint16_t want)
-{
-    b->want_used = want;
-    io_loop_set_prepare(b->loop, stop_when_used, b);
-    alarm(10);
-    io_loop_run(b->loop);
-    alarm(0);
-}
-
-static uint8_t image_byte(uint64_t offset) { return (uint8_t)(offset * 7 + offset / 4096); }
-
-static void fill_image(struct bench *b)
-{
-    static uint8_t data[1 << 20];
-    for (size_t i = 0; i < sizeof(data); i++)
-        data[i] = image_byte(i);
-    int fd = open(b->path, O_WRONLY);
-    assert_true(fd >= 0);
-    assert_int_equal(pwrite(fd, data, sizeof(data), 0), (ssize_t)sizeof(data));
-    close(fd);
-}
-
-static void assert_read(struct bench *b, const struct chain *c, uint64_t sector, uint32_t len)
-{
-    assert_int_equal(status_of(b, c), VIRTIO_BLK_S_OK);
-    const uint8_t *p = fake_ptr(&b->mem, c->data, len);
-    for (uint32_t i = 0; i < len; i++)
-        if (p[i] != image_byte(sector * 512 + i))
-            fail_msg("sector %llu byte %u", (unsigned long long)sector, i);
-}
-
-/*
- * Three reads that continue each other, a write elsewhere, two writes that continue each
- * other (write-through: no FLUSH negotiated) and a read that continues nothing: the first
- * three go as one, the two writes as one (three requests joined another), and every request
- * gets its own data, status and used length, in the image too.
- */
-static void test_adjacent_requests_merged(void **state)
-{
-    struct bench *b = *state;
-    fill_image(b);
-    /* Seven chains of four descriptors: a longer ring than the other tests'. */
-    fake_ring_init(&b->ring, &b->mem, 64, RING_GPA);
-    assert_int_equal(virtq_init(&b->queue, &b->mem, 64, b->ring.desc, b->ring.avail,
-                                b->ring.used, false, false), 0);
-    struct chain r1, r2, r3, w1, w2, w3, r4;
-    post_rw(b, VIRTIO_BLK_T_IN, 0, 4096, 0xee, &r1);
-    post_rw(b, VIRTIO_BLK_T_IN, 8, 4096, 0xee, &r2);
-    post_rw(b, VIRTIO_BLK_T_IN, 16, 8192, 0xee, &r3);
-    post_rw(b, VIRTIO_BLK_T_OUT, 512, 4096, 0x11, &w1);
-    post_rw(b, VIRTIO_BLK_T_OUT, 1024, 4096, 0x22, &w2);
-    post_rw(b, VIRTIO_BLK_T_OUT, 1032, 8192, 0x33, &w3);
-    post_rw(b, VIRTIO_BLK_T_IN, 100, 4096, 0xee, &r4);
-    kick(b);
-    run_until_used(b, 7);
-    assert_int_equal(b->t.needs_reset, 0);
-    assert_int_equal(virtio_blk_merged(b->dev), 3);
-    assert_read(b, &r1, 0, 4096);
-    assert_read(b, &r2, 8, 4096);
-    assert_read(b, &r3, 16, 8192);
-    assert_read(b, &r4, 100, 4096);
-    /* Used lengths: a read's data and status, a write's status alone. */
-    const struct chain *order[7] = {&r1, &r2, &r3, &w1, &w2, &w3, &r4};
-    const uint32_t used_len[7] = {4097, 4097, 8193, 1, 1, 1, 4097};
-    for (uint16_t slot = 0; slot < 7; slot++) {
-        uint32_t id = fake_used_id(&b->ring, slot);
-        for (int i = 0; i < 7; i++)
-            if (id == order[i]->head)
-                assert_int_equal(fake_used_len(&b->ring, slot), used_len[i]);
-    }
-    const struct chain *writes[3] = {&w1, &w2, &w3};
-    const uint64_t sectors[3] = {512, 1024, 1032};
-    const uint32_t lens[3] = {4096, 4096, 8192};
-    const uint8_t fills[3] = {0x11, 0x22, 0x33};
-    int fd = open(b->path, O_RDONLY);
-    assert_true(fd >= 0);
-    for (int i = 0; i < 3; i++) {
-        assert_int_equal(status_of(b, writes[i]), VIRTIO_BLK_S_OK);
-        uint8_t got[8192];
-        assert_int_equal(pread(fd, got, lens[i], (off_t)sectors[i] * 512), (ssize_t)lens[i]);
-        for (uint32_t j = 0; j < lens[i]; j++)
-            assert_int_equal(got[j], fills[i]);
-    }
-    close(fd);
-}
-
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_adjacent_requests_merged, setup, teardown),
         T(test_answered_at_once),
         T(test_malformed_needs_reset),
         T(test_refilling_driver_requeued),

@@ -12,28 +12,8 @@ struct blk_request {
     struct virtio_blk *blk;
     struct blk_request *prev, *next; /* in flight, for reset and teardown */
     uint64_t generation;             /* the device generation it belongs to */
-    struct blk_request *merged_next; /* the next request of its merge (see struct merge) */
-    uint64_t data_len;               /* bytes its read or write moves */
     struct virtq_elem elem;
     struct virtio_blk_request req;
-};
-
-/*
- * Reads (or writes) of one kick that continue each other on the disk go to the backend as
- * one readv (writev), as QEMU's request merging does: a guest's sequential I/O with several
- * requests in flight then costs the host one operation per run instead of one per request
- * (one io_uring worker hand-off where the file cannot be read without blocking, as tmpfs in
- * Linux 6.1; measured in docs/benchmarks.md). The first request leads; the others hang off
- * it in merged_next order, and the iovecs of all are gathered here (block_submit copies
- * them). Only requests of one kick merge, so nothing waits for a later one.
- */
-struct merge {
-    struct blk_request *first, *last;
-    unsigned count;
-    unsigned iovcnt;
-    uint64_t end;   /* the disk offset just past the last request */
-    uint64_t bytes; /* of all */
-    struct iovec iov[BLOCK_MAX_IOV];
 };
 
 struct virtio_blk {
@@ -46,8 +26,6 @@ struct virtio_blk {
     bool broken;         /* the driver broke the protocol: ignore kicks until reset */
     bool watching;       /* the backend's completion descriptor is on the loop */
     bool signal_pending; /* pushed since the last interrupt decision */
-    struct merge merge;  /* being gathered during one queue_notify; empty otherwise */
-    uint64_t merged;     /* requests that joined another's merge */
 };
 
 static struct virtio_blk *to_blk(struct virtio_device *dev)
@@ -88,17 +66,6 @@ static void request_done(void *opaque, int result)
     finish_request(r, virtio_blk_complete(&r->req, result));
 }
 
-/* A merge finished: every request of it gets its own length, or the error of the whole. */
-static void merge_done(void *opaque, int result)
-{
-    struct blk_request *r = opaque;
-    while (r) {
-        struct blk_request *next = r->merged_next;
-        request_done(r, result < 0 ? result : (int)r->data_len);
-        r = next;
-    }
-}
-
 static void flush_signal(struct virtio_blk *blk)
 {
     if (blk->signal_pending) {
@@ -107,82 +74,7 @@ static void flush_signal(struct virtio_blk *blk)
     }
 }
 
-static void submit_one(struct blk_request *r)
-{
-    r->req.op.done = request_done;
-    r->req.op.opaque = r;
-    int rc = block_submit(r->blk->backend, &r->req.op);
-    if (rc < 0)
-        finish_request(r, virtio_blk_complete(&r->req, rc));
-}
-
-/* Hands the gathered requests to the backend, as one operation when there are several. */
-static void submit_merge(struct virtio_blk *blk)
-{
-    struct merge *m = &blk->merge;
-    struct blk_request *first = m->first;
-    unsigned count = m->count;
-    m->first = m->last = NULL;
-    m->count = 0;
-    if (count == 0)
-        return;
-    if (count == 1) {
-        submit_one(first);
-        return;
-    }
-    struct block_op op = {.kind = first->req.op.kind, .flags = first->req.op.flags,
-                          .offset = first->req.op.offset,
-                          .iov = m->iov, .iovcnt = m->iovcnt, .done = merge_done,
-                          .opaque = first};
-    blk->merged += count - 1;
-    int rc = block_submit(blk->backend, &op);
-    if (rc < 0)
-        merge_done(first, rc);
-}
-
-static uint64_t iov_bytes(const struct iovec *iov, unsigned count)
-{
-    uint64_t n = 0;
-    for (unsigned i = 0; i < count; i++)
-        n += iov[i].iov_len;
-    return n;
-}
-
-/* Whether r can join the merge being gathered (or start one: no merge, a read or write). */
-static bool joins_merge(const struct merge *m, const struct blk_request *r)
-{
-    const struct block_op *op = &r->req.op;
-    if (op->kind != BLOCK_OP_READ && op->kind != BLOCK_OP_WRITE)
-        return false;
-    if (!m->first)
-        return true;
-    /* Write-through writes (FUA: no FLUSH negotiated) merge with each other: one fdatasync
-     * after the merged write makes every one of them durable before it completes. */
-    return op->kind == m->first->req.op.kind && op->flags == m->first->req.op.flags &&
-           op->offset == m->end &&
-           m->iovcnt + op->iovcnt <= BLOCK_MAX_IOV && m->bytes + r->data_len <= BLOCK_MAX_TRANSFER;
-}
-
-static void add_to_merge(struct merge *m, struct blk_request *r)
-{
-    const struct block_op *op = &r->req.op;
-    if (!m->first) {
-        m->first = r;
-        m->iovcnt = 0;
-        m->bytes = 0;
-    } else {
-        m->last->merged_next = r;
-    }
-    memcpy(m->iov + m->iovcnt, op->iov, op->iovcnt * sizeof(*op->iov));
-    m->iovcnt += op->iovcnt;
-    m->last = r;
-    m->count++;
-    m->bytes += r->data_len;
-    m->end = op->offset + r->data_len;
-}
-
-/* Parses one popped request; completes it at once when there is nothing to do, gathers it
- * into the merge when it continues it, or submits what was gathered and then itself. */
+/* Parses and starts one popped request; completes it at once when there is nothing to do. */
 static void start_request(struct blk_request *r)
 {
     struct virtio_blk *blk = r->blk;
@@ -191,14 +83,11 @@ static void start_request(struct blk_request *r)
         finish_request(r, virtio_blk_finish(&r->req, (uint8_t)verdict));
         return;
     }
-    r->merged_next = NULL;
-    r->data_len = iov_bytes(r->req.op.iov, r->req.op.iovcnt);
-    if (!joins_merge(&blk->merge, r))
-        submit_merge(blk); /* what was gathered goes first: requests start in ring order */
-    if (joins_merge(&blk->merge, r))
-        add_to_merge(&blk->merge, r);
-    else
-        submit_one(r);
+    r->req.op.done = request_done;
+    r->req.op.opaque = r;
+    int rc = block_submit(blk->backend, &r->req.op);
+    if (rc < 0)
+        finish_request(r, virtio_blk_complete(&r->req, rc));
 }
 
 static struct blk_request *new_request(struct virtio_blk *blk)
@@ -250,7 +139,6 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned index)
         virtq_disable_notify(q);
         err = drain_ring(blk, &budget);
     } while (err == 0 && budget > 0 && virtq_enable_notify(q));
-    submit_merge(blk);
     block_unplug(blk->backend);
     if (err < 0) {
         blk->broken = true;
@@ -268,11 +156,6 @@ static void on_completions(void *opaque, uint32_t events)
     (void)events;
     block_process_completions(blk->backend);
     flush_signal(blk);
-}
-
-uint64_t virtio_blk_merged(const struct virtio_device *dev)
-{
-    return ((const struct virtio_blk *)dev)->merged;
 }
 
 static void blk_activate(struct virtio_device *dev)

@@ -7,7 +7,6 @@
 
 #include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "virtio/device.h"
 
@@ -16,9 +15,5 @@
 /* Opens the image (direct: O_DIRECT). serial may be NULL. NULL with one line in error. */
 struct virtio_device *virtio_blk_new(const char *path, bool read_only, bool direct,
                                      const char *serial, char *error, size_t error_len);
-
-/* Requests that joined the one before them in a merged read or write (blk.c), since creation.
- * Read on the I/O thread, or with the loop stopped. */
-uint64_t virtio_blk_merged(const struct virtio_device *dev);
 
 #endif
