@@ -79,7 +79,6 @@ vmm() {
     esac
 }
 
-
 # run_one ITER VMM CACHE: one boot of the guest, with its jobs.
 run_one() {
     _iter=$1 _vmm=$2 _cache=$3

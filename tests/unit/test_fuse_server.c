@@ -421,8 +421,8 @@ static void test_create_write_read(void **state)
     release(b, fh);
 }
 
-/* 1008 KiB written from 253 readable buffers and read back into 253 writable ones, straight
- * between the file and the buffers. */
+/* 1 MiB written from 257 readable buffers (header, 256 pages) and read back into as many
+ * writable ones, straight between the file and the buffers. */
 #define BIG (256 * 4096) /* max_write: the most one request carries */
 #define SEG 4096
 static void test_big_multi_iovec(void **state)

@@ -173,6 +173,19 @@ static uint64_t lookup_file(struct bench *b, int *err)
     return e.nodeid;
 }
 
+static uint64_t open_file(struct bench *b, uint64_t node, uint32_t flags)
+{
+    struct fuse_open_in oi = {.flags = flags};
+    struct fake_buf bufs[2] = {request(b, FUSE_OPEN, node, &oi, sizeof(oi)),
+                               reply_buf(b, 16 + sizeof(struct fuse_open_out))};
+    fake_post(&b->rings[REQUEST], bufs, 2);
+    kick(b, REQUEST);
+    assert_int_equal(out_header(b, &bufs[1]).error, 0);
+    struct fuse_open_out oo;
+    memcpy(&oo, fake_ptr(&b->mem, bufs[1].gpa + 16, sizeof(oo)), sizeof(oo));
+    return oo.fh;
+}
+
 /* ---- Tests. ---- */
 
 static void test_identity_and_config(void **state)
@@ -214,16 +227,9 @@ static void test_requests(void **state)
     uint64_t node = lookup_file(b, &err);
     assert_int_equal(err, 0);
 
-    struct fuse_open_in oi = {.flags = O_RDONLY};
-    struct fake_buf open_bufs[2] = {request(b, FUSE_OPEN, node, &oi, sizeof(oi)),
-                                    reply_buf(b, 16 + sizeof(struct fuse_open_out))};
-    fake_post(&b->rings[REQUEST], open_bufs, 2);
-    kick(b, REQUEST);
-    assert_int_equal(out_header(b, &open_bufs[1]).error, 0);
-    struct fuse_open_out oo;
-    memcpy(&oo, fake_ptr(&b->mem, open_bufs[1].gpa + 16, sizeof(oo)), sizeof(oo));
+    uint64_t fh = open_file(b, node, O_RDONLY);
 
-    struct fuse_read_in ri = {.fh = oo.fh, .offset = 2, .size = 100};
+    struct fuse_read_in ri = {.fh = fh, .offset = 2, .size = 100};
     struct fake_buf rd[3] = {request(b, FUSE_READ, node, &ri, sizeof(ri)), reply_buf(b, 20),
                              reply_buf(b, 100)};
     uint16_t head = fake_post(&b->rings[REQUEST], rd, 3);
@@ -346,19 +352,6 @@ static void page_bufs(struct bench *b, struct fake_buf *out, bool write)
 }
 
 static uint8_t pattern(size_t i) { return (uint8_t)(i * 7 + i / PAGE); }
-
-static uint64_t open_file(struct bench *b, uint64_t node, uint32_t flags)
-{
-    struct fuse_open_in oi = {.flags = flags};
-    struct fake_buf bufs[2] = {request(b, FUSE_OPEN, node, &oi, sizeof(oi)),
-                               reply_buf(b, 16 + sizeof(struct fuse_open_out))};
-    fake_post(&b->rings[REQUEST], bufs, 2);
-    kick(b, REQUEST);
-    assert_int_equal(out_header(b, &bufs[1]).error, 0);
-    struct fuse_open_out oo;
-    memcpy(&oo, fake_ptr(&b->mem, bufs[1].gpa + 16, sizeof(oo)), sizeof(oo));
-    return oo.fh;
-}
 
 /* WRITE of 1 MiB: in header, write_in, 256 pages, out header, write_out: 260 buffers. */
 static void write_mib(struct bench *b, uint64_t node, uint64_t fh)
